@@ -1,0 +1,45 @@
+#!/bin/bash
+# Installs what berth needs on Debian 12 (as root): system packages, a venv at .venv, and berth
+# itself (editable). With --test, also what the test suite needs: the peers it compares against
+# (runc, dockerd, skopeo, umoci, the reference registry, podman) and the Python test libraries.
+# Idempotent: packages already present are not fetched again. Downloads only from the Debian
+# and PyPI registries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Runtime needs: an interpreter with venv, busybox for the default image, libseccomp for
+# seccomp filters, nftables and iproute2 for networking, util-linux/procps for mount and ps.
+pkgs=(python3 python3-venv python3-dev gcc busybox-static libseccomp2 nftables iproute2
+      util-linux procps iptables kmod ca-certificates)
+if [ "${1:-}" = "--test" ]; then
+    pkgs+=(runc skopeo umoci docker.io docker-registry podman wrk jq psmisc attr
+           conntrack e2fsprogs hyperfine)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's interpreter, not whatever python3 is first on PATH: the same everywhere.
+PY=/usr/bin/python3
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+# compat mode puts the source tree on sys.path through a plain .pth line: no import hook to
+# slow down every process start (the CLI, the shim and the runtime are hot paths).
+if ! .venv/bin/pip install -q --disable-pip-version-check \
+        --config-settings editable_mode=compat -e ".${extras}"; then
+    echo "error: pip install of berth failed" >&2
+    exit 1
+fi

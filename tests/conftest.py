@@ -1,0 +1,113 @@
+"""Fixtures shared by every test area.
+
+Integration tests are marked ``root``; they skip with a reason when not run as root. The busybox
+root filesystem is built once per session from Debian's busybox-static (scripts/busybox-rootfs.sh)
+and copied per test where a test needs to change it.
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root: namespaces, mounts and cgroups are real here")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory) -> Path:
+    """A pristine busybox rootfs, shared by the session: copy it before changing it."""
+    d = tmp_path_factory.mktemp("busybox") / "rootfs"
+    subprocess.run([str(REPO / "scripts/busybox-rootfs.sh"), str(d)], check=True)
+    return d
+
+
+@pytest.fixture
+def rootfs_copy(busybox_rootfs, tmp_path) -> Path:
+    """A private copy of the busybox rootfs (symlinks kept) that the test may change."""
+    d = tmp_path / "rootfs"
+    shutil.copytree(busybox_rootfs, d, symlinks=True)
+    return d
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(busybox_rootfs, tmp_path_factory) -> Path:
+    """The busybox rootfs as an uncompressed tarball (what `docker import` takes)."""
+    p = tmp_path_factory.mktemp("busybox-tar") / "busybox.tar"
+    subprocess.run(["tar", "-C", str(busybox_rootfs), "-cf", str(p), "."], check=True)
+    return p
+
+
+class Dockerd:
+    """A private dockerd (the real peer) on its own data root and socket, ended by its pid."""
+
+    def __init__(self, base: Path, bridge: bool = False):
+        self.base = base
+        self.sock = base / "docker.sock"
+        self.host = f"unix://{self.sock}"
+        args = ["dockerd", "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
+                "-H", self.host, "--pidfile", str(base / "docker.pid")]
+        if not bridge:
+            args += ["--bridge=none", "--iptables=false", "--ip6tables=false"]
+        self.log = open(base / "dockerd.log", "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited: {(self.base / 'dockerd.log').read_text()}")
+            r = subprocess.run(["docker", "-H", self.host, "version"], capture_output=True)
+            if r.returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("dockerd did not become ready")
+
+    def docker(self, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "-H", self.host, *args], check=check,
+                              capture_output=True, **kw)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        # dockerd leaves overlay mounts of removed containers only on a crash; sweep ours.
+        for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+            mnt = line.split()[4]
+            if mnt.startswith(str(self.base)):
+                subprocess.run(["umount", "-l", mnt], check=False)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory, busybox_tar):
+    """A running private dockerd with the `busybox:latest` image imported from busybox_tar."""
+    if os.geteuid() != 0 or not shutil.which("dockerd"):
+        pytest.skip("needs root and dockerd (apt-get install docker.io)")
+    import tempfile
+
+    # A short path: dockerd's containerd socket path must fit in sun_path (108 bytes).
+    base = Path(tempfile.mkdtemp(prefix="berth-dockerd-"))
+    d = Dockerd(base)
+    try:
+        d.docker("import", str(busybox_tar), "busybox:latest")
+        yield d
+    finally:
+        d.stop()
