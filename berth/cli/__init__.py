@@ -1,0 +1,3 @@
+"""The berth command: argument parsing, output formats, progress display. Only an API client;
+touches no state.
+"""

@@ -1,0 +1,2 @@
+"""The registry client (pull, push, auth) and berth's registry server. Knows nothing of containers.
+"""

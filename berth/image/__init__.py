@@ -1,0 +1,3 @@
+"""The content store (blobs by digest), manifests/configs/indexes, layer apply/diff with whiteouts,
+overlay snapshots. Knows nothing of the network.
+"""

@@ -1,0 +1,3 @@
+"""The per-container supervisor: parent of the container's init, holder of its stdio, log and exit
+status. Imports nothing heavy.
+"""
