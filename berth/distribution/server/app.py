@@ -535,7 +535,8 @@ class Registry:
             refs = [r for r in refs if r.get("artifactType") == at]
             headers["OCI-Filters-Applied"] = "artifactType"
         body = {"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": refs}
-        return web.Response(text=json.dumps(body), content_type=media.OCI_INDEX, headers=headers)
+        headers["Content-Type"] = media.OCI_INDEX
+        return web.Response(body=json.dumps(body).encode(), headers=headers)
 
 
 async def serve(registry: Registry, host: str, port: int, *, ssl_context=None,
