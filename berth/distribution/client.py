@@ -211,7 +211,7 @@ class RegistryClient:
                             continue
                         self._endpoint = ep
                         return ep
-                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+                except (TimeoutError, aiohttp.ClientError, OSError) as e:
                     errors.append(f"{ep.url}: {e or type(e).__name__}")
             raise RegistryUnavailable(
                 f"registry {self.registry} is not reachable: {'; '.join(errors)}")
@@ -318,7 +318,7 @@ class RegistryClient:
                 r = await self.session.request(method, target, headers=h, data=body,
                                                params=params, ssl=self._ssl_for(ep),
                                                allow_redirects=method in ("GET", "HEAD"))
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 raise RegistryUnavailable(f"{method} {target}: {e or type(e).__name__}") from e
             if r.status in ok:
                 return r

@@ -224,8 +224,7 @@ class Puller:
                     if offset < d.size:
                         raise aiohttp.ClientPayloadError(f"blob {d.digest} ended at {offset}")
                     break
-                except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError,
-                        asyncio.TimeoutError, RegistryUnavailable, ConnectionError) as e:
+                except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, RegistryUnavailable, ConnectionError) as e:
                     attempts += 1
                     if attempts > self.retries:
                         raise RegistryUnavailable(

@@ -125,8 +125,7 @@ class Pusher:
                 try:
                     await self._upload(client, repo, source, d, location, say)
                     break
-                except (RegistryUnavailable, aiohttp.ClientError, ConnectionError,
-                        asyncio.TimeoutError) as e:
+                except (TimeoutError, RegistryUnavailable, aiohttp.ClientError, ConnectionError) as e:
                     location = None
                     attempts += 1
                     if attempts > self.retries:

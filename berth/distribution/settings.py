@@ -68,7 +68,7 @@ class RegistrySettings:
         if ip is not None and ip.is_loopback:
             return True
         for entry in self.insecure_registries:
-            if entry == host or entry == name:
+            if entry in (host, name):
                 return True
             if ip is not None and "/" in entry:
                 try:
