@@ -224,7 +224,8 @@ class Puller:
                     if offset < d.size:
                         raise aiohttp.ClientPayloadError(f"blob {d.digest} ended at {offset}")
                     break
-                except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, RegistryUnavailable, ConnectionError) as e:
+                except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError,
+                        RegistryUnavailable, ConnectionError) as e:
                     attempts += 1
                     if attempts > self.retries:
                         raise RegistryUnavailable(

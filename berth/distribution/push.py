@@ -125,7 +125,8 @@ class Pusher:
                 try:
                     await self._upload(client, repo, source, d, location, say)
                     break
-                except (TimeoutError, RegistryUnavailable, aiohttp.ClientError, ConnectionError) as e:
+                except (TimeoutError, RegistryUnavailable, aiohttp.ClientError,
+                        ConnectionError) as e:
                     location = None
                     attempts += 1
                     if attempts > self.retries:
