@@ -30,6 +30,7 @@ class RegistryProc:
 
     def __init__(self, args: list[str], root: Path, log: Path, url: str | None = None,
                  env: dict | None = None) -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.log_path = log
         self.log = open(log, "wb")
