@@ -18,7 +18,8 @@ import subprocess
 from berth import atomic
 from berth.errors import InvalidArgument, Unavailable
 
-__all__ = ["Credentials", "HUB_KEY", "config_path", "erase", "get", "store"]
+__all__ = ["Credentials", "HUB_KEY", "config_path", "decode_registry_auth",
+           "encode_registry_auth", "erase", "get", "store"]
 
 HUB_KEY = "https://index.docker.io/v1/"
 _HUB_HOSTS = {"docker.io", "index.docker.io", "registry-1.docker.io"}
@@ -159,3 +160,37 @@ def erase(registry: str, path: str | None = None) -> bool:
     if found:
         atomic.write_text(path, json.dumps(doc, indent="\t") + "\n", mode=0o600)
     return found
+
+
+def encode_registry_auth(creds: Credentials | None, server: str = "") -> str:
+    """The ``X-Registry-Auth`` header value the docker CLI sends: base64url of a JSON
+    AuthConfig."""
+    doc = {}
+    if creds is not None:
+        doc = {"username": creds.username, "password": creds.password,
+               "serveraddress": server}
+        if creds.identity_token:
+            doc["identitytoken"] = creds.identity_token
+    return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
+
+
+def decode_registry_auth(value: str | None) -> Credentials | None:
+    """Credentials from an ``X-Registry-Auth`` header (base64url JSON, padding optional, as
+    the docker CLI and docker-py send it); None when absent or empty."""
+    if not value:
+        return None
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        # docker-py sends standard base64 at times
+        try:
+            doc = json.loads(base64.b64decode(value + "=" * (-len(value) % 4)))
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise InvalidArgument("invalid X-Registry-Auth header") from None
+    if not isinstance(doc, dict):
+        return None
+    user, pw = doc.get("username") or "", doc.get("password") or ""
+    token = doc.get("identitytoken") or doc.get("registrytoken") or None
+    if not (user or pw or token):
+        return None
+    return Credentials(user, pw, token)
