@@ -253,7 +253,9 @@ class RegistryClient:
             async with req as r:
                 body = await r.read()
                 if r.status in (401, 403):
+                    _, msg = _error_text(r.status, body)
                     raise RegistryUnauthorized(
+                        msg if msg.startswith(("unauthorized:", "denied:")) else
                         "unauthorized: incorrect username or password" if self._basic()
                         else "unauthorized: authentication required")
                 if r.status != 200:
@@ -281,18 +283,23 @@ class RegistryClient:
         return None
 
     async def login(self) -> None:
-        """Check the credentials as ``docker login`` does: ping, then a token with no scope."""
-        await self.ping()
+        """Check the credentials as ``docker login`` does: ping, then a token with no scope;
+        errors read as dockerd words them (``Get "URL/v2/": unauthorized: ...``)."""
+        ep = await self.ping()
         ch = self._challenge
         if ch is None:
             return
         if ch.scheme == "bearer":
-            await self._token("", force=True)
+            try:
+                await self._token("", force=True)
+            except RegistryUnauthorized as e:
+                raise RegistryUnauthorized(f'Get "{ep.url}/v2/": {e}') from None
             return
-        async with self.session.get(f"{self._endpoint.url}/v2/", ssl=self._ssl_for(
-                self._endpoint), headers={"Authorization": self._basic() or ""}) as r:
+        async with self.session.get(f"{ep.url}/v2/", ssl=self._ssl_for(ep),
+                                    headers={"Authorization": self._basic() or ""}) as r:
             if r.status == 401:
-                raise RegistryUnauthorized("unauthorized: incorrect username or password")
+                raise RegistryUnauthorized(f"login attempt to {ep.url}/v2/ failed with status: "
+                                           "401 Unauthorized")
 
     # -- requests ------------------------------------------------------------------------------
 

@@ -251,7 +251,8 @@ def test_bearer_auth(tmp_path):
                 await c.login()
 
         run(login(good))
-        with pytest.raises(RegistryUnauthorized, match="incorrect username or password"):
+        with pytest.raises(RegistryUnauthorized,
+                           match=r'Get "http://.*/v2/": unauthorized: invalid username'):
             run(login(Credentials("carol", "wrong")))
     finally:
         r.stop()
