@@ -33,6 +33,7 @@ from berth.distribution.client import (
     RegistryUnavailable,
 )
 from berth.distribution.reference import Reference, hasher
+from berth.errors import InvalidArgument
 
 __all__ = ["BlobSink", "BlobWriter", "PullResult", "Puller"]
 
@@ -52,12 +53,19 @@ class BlobWriter(Protocol):
 
 
 class BlobSink(Protocol):
+    # a sink whose writers hash what they are given and refuse a mismatch in ``commit``
+    # sets ``verifies = True``; the puller then does not hash the bytes a second time
+    verifies: bool
+
     def has(self, digest: str) -> bool: ...
     def writer(self, digest: str, size: int) -> BlobWriter: ...
     def put(self, digest: str, data: bytes) -> None: ...
 
 
 Emit = Callable[[dict], None]
+# called on the loop thread once a layer is in the sink (downloaded or already there), with
+# its index in the manifest; it must not block (it may hand work to a thread)
+OnLayer = Callable[[int, "media.Descriptor", bytes], None]
 
 
 @dataclass
@@ -81,8 +89,10 @@ class Puller:
         self._inflight: dict[str, asyncio.Future] = {}
 
     async def pull(self, client: RegistryClient, ref: Reference, *,
-                   platform: media.Platform | None = None, emit: Emit | None = None
-                   ) -> PullResult:
+                   platform: media.Platform | None = None, emit: Emit | None = None,
+                   on_layer: OnLayer | None = None) -> PullResult:
+        """Pull ``ref`` into the sink. Without ``on_layer`` each layer ends with ``Pull
+        complete``; with it, the caller says when a layer is complete (after unpacking)."""
         emit = emit or (lambda m: None)
         repo = ref.repository
         raw, ct, digest = await client.get_manifest(repo, ref.ref)
@@ -109,13 +119,16 @@ class Puller:
         layers = [d for d in m.layers if not d.urls]
         result = PullResult(ref, top, digest, m, config, index)
         tasks = []
-        for d in layers:
+        for i, d in enumerate(layers):
             sid = jm.short_id(d.digest)
             if self.sink.has(d.digest):
                 emit(jm.status("Already exists", id=sid))
+                if on_layer is not None:
+                    on_layer(i, d, config)
                 continue
             emit(jm.status("Pulling fs layer", id=sid))
-            tasks.append(self._layer(client, repo, d, emit, result))
+            done = (lambda i=i, d=d: on_layer(i, d, config)) if on_layer else None
+            tasks.append(self._layer(client, repo, d, emit, result, done))
         if tasks:
             # siblings go on after one fails (their downloads are reusable); the first error
             # is raised once all settle
@@ -162,14 +175,17 @@ class Puller:
         return data
 
     async def _layer(self, client: RegistryClient, repo: str, d: media.Descriptor, emit: Emit,
-                     result: PullResult) -> None:
+                     result: PullResult, done: Callable[[], None] | None) -> None:
         sid = jm.short_id(d.digest)
         fut = self._inflight.get(d.digest)
         if fut is not None:
             emit(jm.status("Waiting", id=sid))
             await asyncio.shield(fut)
             emit(jm.status("Download complete", id=sid))
-            emit(jm.status("Pull complete", id=sid))
+            if done is not None:
+                done()
+            else:
+                emit(jm.status("Pull complete", id=sid))
             return
         fut = asyncio.get_running_loop().create_future()
         self._inflight[d.digest] = fut
@@ -184,17 +200,22 @@ class Puller:
             raise
         finally:
             del self._inflight[d.digest]
-        emit(jm.status("Pull complete", id=sid))
+        if done is not None:
+            done()
+        else:
+            emit(jm.status("Pull complete", id=sid))
 
     async def _download(self, client: RegistryClient, repo: str, d: media.Descriptor,
                         emit: Emit) -> None:
         sid = jm.short_id(d.digest)
         w = self.sink.writer(d.digest, d.size)
+        verifies = getattr(self.sink, "verifies", False)
         ok = False
         try:
             h = hasher(d.digest)
-            for chunk in w.existing():
-                h.update(chunk)
+            if not verifies:
+                for chunk in w.existing():
+                    h.update(chunk)
             offset = w.offset
             attempts = 0
             loop = asyncio.get_running_loop()
@@ -212,7 +233,8 @@ class Puller:
                                 raise DigestMismatch(
                                     f"digest mismatch for blob {d.digest}: more than the "
                                     f"{d.size} bytes the manifest says")
-                            h.update(chunk)
+                            if not verifies:
+                                h.update(chunk)
                             w.write(chunk)
                             now = loop.time()
                             if now - last >= _PROGRESS_EVERY:
@@ -232,10 +254,14 @@ class Puller:
                             f"download of blob {d.digest} failed at byte {offset}: {e}") from e
                     await asyncio.sleep(0.2 * attempts)
             emit(jm.status("Verifying Checksum", id=sid))
-            got = f"{d.digest.partition(':')[0]}:{h.hexdigest()}"
-            if got != d.digest or offset != d.size:
-                raise DigestMismatch(f"digest mismatch for blob {d.digest}: got {got}")
-            w.commit(d.digest, d.size)
+            if not verifies:
+                got = f"{d.digest.partition(':')[0]}:{h.hexdigest()}"
+                if got != d.digest or offset != d.size:
+                    raise DigestMismatch(f"digest mismatch for blob {d.digest}: got {got}")
+            try:
+                w.commit(d.digest, d.size)
+            except InvalidArgument as e:
+                raise DigestMismatch(f"digest mismatch for blob {d.digest}: {e}") from None
             ok = True
             emit(jm.status("Download complete", id=sid))
         except DigestMismatch:
