@@ -106,10 +106,11 @@ class DistributionService:
 
     def pull(self, ref: Reference, *, credentials: Credentials | None = None,
              platform: media.Platform | None = None,
-             progress: Callable[[dict], None] | None = None) -> PullResult:
+             progress: Callable[[dict], None] | None = None, on_layer=None) -> PullResult:
         async def go():
             c = self._client(ref.registry, credentials, False)
-            res = await self.puller.pull(c, ref, platform=platform, emit=progress)
+            res = await self.puller.pull(c, ref, platform=platform, emit=progress,
+                                         on_layer=on_layer)
             for d in res.manifest.layers:
                 self.pusher.remember(ref.registry, d.digest, ref.repository)
             return res
