@@ -137,7 +137,9 @@ class Puller:
                 if isinstance(o, BaseException):
                     raise o
         self.sink.put(digest, raw)
-        emit(jm.status(f"Digest: {top}"))
+        if on_layer is None:
+            # with a hook the caller reports the digest once its layers are complete
+            emit(jm.status(f"Digest: {top}"))
         return result
 
     @staticmethod

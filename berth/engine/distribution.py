@@ -235,6 +235,10 @@ class RegistryService:
                     sid = jm.short_id(d.digest)
 
                     def unpack():
+                        if store.snapshots.exists(chains[i]):
+                            # "Already exists" was said; keep the snapshot for this image
+                            store.unpack(d.digest, diff_ids[i], chains[i], lease)
+                            return
                         progress(jm.status("Extracting", id=sid))
                         store.unpack(d.digest, diff_ids[i], chains[i], lease)
                         progress(jm.status("Pull complete", id=sid))
@@ -284,6 +288,7 @@ class RegistryService:
                     old = store.resolve_ref(f"{full}:{ref.tag}")
                     store.set_ref(f"{full}:{ref.tag}", config_digest)
                 store.set_ref(f"{full}@{res.digest}", config_digest)
+                progress(jm.status(f"Digest: {res.digest}"))
         finally:
             self.sink.end()
         self._remember_sources(ref.registry, ref.repository,
