@@ -226,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(cmd: str, root: str, opts: dict, args: list[str], log: Log) -> int:
+    init = None
+    if cmd in ("create", "run", "exec") and not opts.get("--console-socket"):
+        # Start the init's interpreter now: it boots on the other core while we import,
+        # read config.json and make the cgroups. It exits on EOF if we end up not using it.
+        from berth.runtime.spawn import Init
+
+        init = Init()
     from berth.runtime import container as c
 
     c.warn = lambda m: (log.write("warning", m), sys.stderr.write(f"berth-runtime: {m}\n"))
@@ -234,14 +241,14 @@ def _dispatch(cmd: str, root: str, opts: dict, args: list[str], log: Log) -> int
     if cmd == "create":
         c.create(root, _id(args, cmd), opts.get("--bundle") or ".",
                  console_socket=opts.get("--console-socket"), pid_file=opts.get("--pid-file"),
-                 no_pivot=bool(opts.get("--no-pivot")), preserve_fds=preserve)
+                 no_pivot=bool(opts.get("--no-pivot")), preserve_fds=preserve, _init=init)
         return 0
     if cmd == "run":
         return c.run(root, _id(args, cmd), opts.get("--bundle") or ".",
                      console_socket=opts.get("--console-socket"),
                      pid_file=opts.get("--pid-file"), detach=bool(opts.get("--detach")),
                      no_pivot=bool(opts.get("--no-pivot")), preserve_fds=preserve,
-                     keep=bool(opts.get("--keep")))
+                     keep=bool(opts.get("--keep")), _init=init)
     if cmd == "start":
         c.start(root, _id(args, cmd))
         return 0
@@ -257,7 +264,7 @@ def _dispatch(cmd: str, root: str, opts: dict, args: list[str], log: Log) -> int
         c.delete(root, _id(args, cmd), force=bool(opts.get("--force")))
         return 0
     if cmd == "exec":
-        return _exec(c, root, opts, args)
+        return _exec(c, root, opts, args, init)
     if cmd == "ps":
         return _ps(c, root, opts, args)
     if cmd in ("list", "ls"):
@@ -279,7 +286,16 @@ def _dispatch(cmd: str, root: str, opts: dict, args: list[str], log: Log) -> int
     raise UsageError(f"no such command: {cmd}")
 
 
-def _exec(c, root: str, opts: dict, args: list[str]) -> int:
+def _exec(c, root: str, opts: dict, args: list[str], init=None) -> int:
+    try:
+        return _exec2(c, root, opts, args, init)
+    except BaseException:
+        if init is not None:
+            init.abort()
+        raise
+
+
+def _exec2(c, root: str, opts: dict, args: list[str], init) -> int:
     from berth.runtime import state as st_mod
 
     cid = _id(args, "exec")
@@ -302,7 +318,7 @@ def _exec(c, root: str, opts: dict, args: list[str]) -> int:
     pf = opts.get("--preserve-fds")
     r = c.exec_(root, cid, proc, console_socket=opts.get("--console-socket"),
                 pid_file=opts.get("--pid-file"), detach=bool(opts.get("--detach")),
-                preserve_fds=int(pf) if pf and pf.isdigit() else 0)
+                preserve_fds=int(pf) if pf and pf.isdigit() else 0, _init=init)
     return 0 if opts.get("--detach") else r
 
 

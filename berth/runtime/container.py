@@ -28,11 +28,9 @@ from berth.runtime.errors import (
     InvalidConfig,
     NoSuchContainer,
 )
+from berth.runtime.spawn import Init
 
 OCI_VERSION = "1.1.0"
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_INIT_CODE = (f"import sys;sys.path.insert(0,{_REPO!r});"
-              "from berth.runtime.init import main;main()")
 
 SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7,
            "FPE": 8, "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14,
@@ -63,61 +61,6 @@ def _now() -> str:
     t = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + \
         f".{t % 10**9:09d}Z"
-
-
-class _Init:
-    """The parent's end of the sync pipes to a freshly exec'd init."""
-
-    def __init__(self, console_fd: int = -1) -> None:
-        p2c_r, self.p2c_w = os.pipe()
-        self.c2p_r, c2p_w = os.pipe()
-        os.set_inheritable(p2c_r, True)
-        os.set_inheritable(c2p_w, True)
-        if console_fd >= 0:
-            os.set_inheritable(console_fd, True)
-        import sys
-
-        try:
-            self.pid = os.posix_spawn(sys.executable, [
-                sys.executable, "-I", "-S", "-c", _INIT_CODE, str(p2c_r), str(c2p_w),
-                str(console_fd)], {})
-        finally:
-            os.close(p2c_r)
-            os.close(c2p_w)
-        self.buf = b""
-        self.reaped = False
-
-    def send(self, tag: str, payload: str = "") -> None:
-        data = (tag + (" " + payload if payload else "") + "\n").encode()
-        try:
-            while data:
-                data = data[os.write(self.p2c_w, data):]
-        except BrokenPipeError:
-            pass  # the init died: its ERROR (or EOF) is read next
-
-    def recv(self) -> tuple[str, str]:
-        while b"\n" not in self.buf:
-            chunk = os.read(self.c2p_r, 65536)
-            if not chunk:
-                return "EOF", ""
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        tag, _, payload = line.decode().partition(" ")
-        return tag, payload
-
-    def reap(self) -> int:
-        if self.reaped:
-            return 0
-        _, status = os.waitpid(self.pid, 0)
-        self.reaped = True
-        return os.waitstatus_to_exitcode(status)
-
-    def close(self) -> None:
-        for fd in (self.p2c_w, self.c2p_r):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 def _write_pid_file(path: str, pid: int) -> None:
@@ -196,16 +139,27 @@ def _connect_console(path: str) -> int:
 
 def create(root: str, cid: str, bundle: str, console_socket: str | None = None,
            pid_file: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
-           _stay: bool = False) -> int:
+           _init: Init | None = None) -> int:
     """Create container ``cid`` from ``bundle``; returns the host pid of its init, which waits
-    for ``start``. With ``_stay`` (run in the foreground) the caller must ``_finish_run``."""
-    c = _create(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds, _stay)
-    if not _stay:
-        c[1].close()
-    return c[0]["pid"]
+    for ``start``. ``_init`` is an init the caller started early (see berth.runtime.spawn)."""
+    st, init = _create(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds,
+                       False, _init)
+    init.close()
+    return st["pid"]
 
 
-def _create(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds, stay):
+def _create(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds, stay,
+            init=None):
+    try:
+        return _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds,
+                        stay, init)
+    except BaseException:
+        if init is not None:
+            init.abort()
+        raise
+
+
+def _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds, stay, init):
     st_mod.check_id(cid)
     bundle = os.path.abspath(bundle or ".")
     cfg = spec.load(bundle)
@@ -228,24 +182,23 @@ def _create(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds,
         raise InvalidArgument("process.terminal is set: --console-socket is required")
     fs = cgroups.CgroupFS()
     cg = cgroups.manager(linux.get("cgroupsPath") or cid, fs)
-    console_fd = _connect_console(console_socket) if console_socket and proc.get(
-        "terminal") else -1
+    if proc.get("terminal") and console_socket:
+        if init is not None:  # started before we knew it needs the console: start anew
+            init.abort()
+        init = Init(_connect_console(console_socket))
+    elif init is None:
+        init = Init()  # its interpreter boots while we make the state and cgroups
+    home = cgroups.V1Manager.for_path("", fs).paths if isinstance(
+        cg, cgroups.V1Manager) else cgroups.V2Manager.for_path("", fs).paths
 
     # Validation is over: from here on, everything made is recorded before it is made.
-    init = _Init(console_fd)  # its interpreter starts while we make the state and cgroups
-    if console_fd >= 0:
-        os.close(console_fd)
     sdir = os.path.join(root, cid)
     try:
         os.makedirs(root, 0o711, exist_ok=True)
         os.mkdir(sdir, 0o711)
     except FileExistsError:
-        init.close()
-        init.reap()
         raise ContainerExists(f"container with id exists: {cid}") from None
     except OSError as e:
-        init.close()
-        init.reap()
         raise InvalidArgument(f"cannot make state directory {sdir}: {e.strerror}") from e
     me = st_mod.proc_start_time(os.getpid())
     st = {"id": cid, "bundle": bundle, "rootfs": rootfs, "created": _now(),
@@ -268,10 +221,14 @@ def _create(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds,
                       "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"}
                      for d in linux.get("devices") or () if d["type"] != "p"]
             cg.set_devices(res.get("devices") or [], extra)
+        # Stage 0 goes into the cgroup now, while its interpreter is still starting: pid 1
+        # inherits it by fork, and no migration (slow on v1) sits on the path to exec.
+        cg.apply(init.pid)
         plan = {"mode": "create", "config": cfg, "process": proc, "rootfs": rootfs,
                 "bundle": bundle, "fifo": fifo, "join": join, "new": new, "stay": stay,
                 "cgroup": cg.to_state(), "cgroupns": "cgroup" in new, "no_pivot": no_pivot,
-                "preserve_fds": preserve_fds, "userns": "user" in new or "user" in join}
+                "preserve_fds": preserve_fds, "userns": "user" in new or "user" in join,
+                "home": home}
         plan.update(_seccomp_plan(cfg, proc))
         init.send("PLAN", fastjson.dumps(plan))
         while True:
@@ -281,7 +238,6 @@ def _create(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds,
                 init.send("MAPPED")
             elif tag == "PID":
                 pid1 = int(payload)
-                cg.apply(pid1)
                 t = st_mod.proc_start_time(pid1)
                 st["pid"], st["start_time"] = pid1, t[0] if t else 0
                 st_mod.save(root, cid, st)
@@ -304,12 +260,7 @@ def _create(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds,
         init.close()
         if pid1:
             _kill_wait(pid1, st)
-        if not init.reaped:
-            try:
-                os.kill(init.pid, 9)
-            except ProcessLookupError:
-                pass
-            init.reap()
+        init.abort()
         _destroy(root, cid, st, cg, run_poststop=False)
         raise
     return st, init
@@ -402,11 +353,11 @@ def start(root: str, cid: str) -> None:
 
 def run(root: str, cid: str, bundle: str, console_socket: str | None = None,
         pid_file: str | None = None, detach: bool = False, no_pivot: bool = False,
-        preserve_fds: int = 0, keep: bool = False) -> int:
+        preserve_fds: int = 0, keep: bool = False, _init: Init | None = None) -> int:
     """create + start; in the foreground wait for the process and return its exit status
     (128+N after a death by signal N), then delete the container unless ``keep``."""
     if detach:
-        create(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds)
+        create(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds, _init)
         try:
             start(root, cid)
         except BaseException:
@@ -414,17 +365,12 @@ def run(root: str, cid: str, bundle: str, console_socket: str | None = None,
             raise
         return 0
     st, init = _create(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds,
-                       True)
+                       True, _init)
     init.close()
     fwd = _forward_signals(st["pid"])
     try:
         start(root, cid)
-        while True:
-            try:
-                code = init.reap()
-                break
-            except InterruptedError:
-                continue
+        code = init.reap()
     finally:
         _restore_signals(fwd)
         if not init.reaped:
@@ -494,8 +440,18 @@ def delete(root: str, cid: str, force: bool = False) -> None:
 
 
 def exec_(root: str, cid: str, process: dict, console_socket: str | None = None,
-          pid_file: str | None = None, detach: bool = False, preserve_fds: int = 0) -> int:
+          pid_file: str | None = None, detach: bool = False, preserve_fds: int = 0,
+          _init: Init | None = None) -> int:
     """Run ``process`` in container ``cid``; returns its exit status, or its pid if detached."""
+    try:
+        return _exec(root, cid, process, console_socket, pid_file, detach, preserve_fds, _init)
+    except BaseException:
+        if _init is not None:
+            _init.abort()
+        raise
+
+
+def _exec(root, cid, process, console_socket, pid_file, detach, preserve_fds, init):
     st, cg, status = _load(root, cid)
     if status not in ("running", "created"):
         if status == "paused":
@@ -510,16 +466,23 @@ def exec_(root: str, cid: str, process: dict, console_socket: str | None = None,
     join = {}
     for n in linux.get("namespaces") or ():
         join[n["type"]] = f"/proc/{pid}/ns/{spec.NS_PROC_NAME[n['type']]}"
-    console_fd = _connect_console(console_socket) if console_socket and process.get(
-        "terminal") else -1
-    init = _Init(console_fd)
-    if console_fd >= 0:
-        os.close(console_fd)
+    if process.get("terminal") and console_socket:
+        if init is not None:
+            init.abort()
+        init = Init(_connect_console(console_socket))
+    elif init is None:
+        init = Init()
     child = 0
     try:
+        home = {}
+        if cg is not None:
+            cg.apply(init.pid)
+            fs = cgroups.CgroupFS()
+            home = (cgroups.V1Manager if cg.version == 1 else cgroups.V2Manager).for_path(
+                "", fs).paths
         plan = {"mode": "exec", "process": process, "join": join, "new": [],
                 "stay": not detach, "preserve_fds": preserve_fds,
-                "userns": "user" in join}
+                "userns": "user" in join, "home": home}
         plan.update(_seccomp_plan(cfg, process))
         if plan.get("late_seccomp"):
             plan["early_seccomp"] = plan.pop("late_seccomp")
@@ -528,8 +491,6 @@ def exec_(root: str, cid: str, process: dict, console_socket: str | None = None,
             tag, payload = init.recv()
             if tag == "PID":
                 child = int(payload)
-                if cg is not None:
-                    cg.apply(child)
                 if detach:
                     init.reap()
                 init.send("GO")
@@ -550,23 +511,14 @@ def exec_(root: str, cid: str, process: dict, console_socket: str | None = None,
                 os.kill(child, 9)
             except ProcessLookupError:
                 pass
-        if not init.reaped:
-            try:
-                os.kill(init.pid, 9)
-            except ProcessLookupError:
-                pass
-            init.reap()
+        init.abort()
         raise
     init.close()
     if detach:
         return child
     fwd = _forward_signals(child)
     try:
-        while True:
-            try:
-                return init.reap()
-            except InterruptedError:
-                continue
+        return init.reap()
     finally:
         _restore_signals(fwd)
 

@@ -95,6 +95,10 @@ def main() -> None:
     if console >= 0:
         os.set_inheritable(console, False)
     ch = Channel(rfd, wfd)
+    # Imported before the plan arrives: this overlaps with the command's own work.
+    import berth.runtime.hooks  # noqa: F401
+    import berth.runtime.rootfs  # noqa: F401
+
     try:
         plan = fastjson.loads(ch.expect("PLAN"))
         stage0(ch, plan, console)
@@ -125,6 +129,7 @@ def stage0(ch: Channel, plan: dict, console: int) -> None:
     if proc.get("oomScoreAdj") is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(proc["oomScoreAdj"]))
+    preload(plan)
     # Open every namespace to join before joining any: after setns(mnt) host paths change.
     join = []
     for t in NS_ORDER:
@@ -165,6 +170,17 @@ def stage0(ch: Channel, plan: dict, console: int) -> None:
     ch.send("PID", str(pid))
     if not plan.get("stay"):
         os._exit(0)
+    # We were put in the container's cgroup so pid 1 would inherit it; waiting in the
+    # foreground, we go back to the runtime's own cgroups, out of the container's counts.
+    for d in (plan.get("home") or {}).values():
+        try:
+            fd = os.open(d + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
     # In the foreground the runtime's command waits for us; we wait for pid 1 and pass on its
     # status (128+N for a death by signal N). Signals are the command's to forward, not ours.
     import _signal
@@ -198,7 +214,6 @@ def pid1(ch: Channel, plan: dict, console: int) -> None:
     proc = plan["process"]
     cfg = plan.get("config") or {}
     exec_mode = plan["mode"] == "exec"
-    preload(plan)
     fifo = -1
     rf = None
     if not exec_mode:
@@ -253,7 +268,7 @@ def pid1(ch: Channel, plan: dict, console: int) -> None:
 
 
 def preload(plan: dict) -> None:
-    """Import now what is used after pivot_root, when the host's files are out of reach."""
+    """Import now what is used after setns(mnt) or pivot_root, when host files are out of reach."""
     proc = plan["process"]
     if proc.get("rlimits"):
         import resource  # noqa: F401
