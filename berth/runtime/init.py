@@ -140,6 +140,10 @@ def stage0(ch: Channel, plan: dict, console: int) -> None:
             except OSError as e:
                 raise OSError(e.errno, f"open {t} namespace {p}: {e.strerror}") from None
     new = plan["new"]
+    if plan.get("fifo"):
+        # Opened (O_PATH) while still the host's root: from a user namespace the state
+        # directory may be out of reach. pid 1 inherits it.
+        plan["fifo_fd"] = os.open(plan["fifo"], os.O_PATH | os.O_CLOEXEC)
     for t, fd in join:
         try:
             lns.setns(fd, 0)
@@ -207,7 +211,7 @@ NAMESPACE_FLAGS = {"pid": lns.CLONE_NEWPID, "network": lns.CLONE_NEWNET,
 
 
 def pid1(ch: Channel, plan: dict, console: int) -> None:
-    ch.expect("GO")
+    plan["state"] = ch.expect("GO")
     if "cgroup" in plan["new"]:
         # Only now, inside the container's cgroup, so that it becomes the namespace's root.
         lns.unshare(lns.CLONE_NEWCGROUP)
@@ -223,7 +227,7 @@ def pid1(ch: Channel, plan: dict, console: int) -> None:
             lns.sethostname(cfg["hostname"])
         if cfg.get("domainname") is not None and "uts" in plan["new"]:
             lns.setdomainname(cfg["domainname"])
-        fifo = os.open(plan["fifo"], os.O_PATH | os.O_CLOEXEC)
+        fifo = plan["fifo_fd"]
         rf = Rootfs(plan)
         if "mount" in plan["new"]:
             rf.prepare()
