@@ -46,6 +46,8 @@ from berth.distribution.service import DistributionService
 from berth.distribution.settings import RegistrySettings
 from berth.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 
+from .images import _rfc3339
+
 log = logging.getLogger("berth.engine.distribution")
 
 
@@ -82,6 +84,10 @@ class _StoreSink:
             self.active -= 1
             if self.active == 0:
                 self.written.clear()
+
+    def idle(self) -> bool:
+        with self.lock:
+            return self.active == 0
 
     def has(self, digest: str) -> bool:
         return self.content.exists(digest)
@@ -289,8 +295,14 @@ class RegistryService:
                     store.set_ref(f"{full}:{ref.tag}", config_digest)
                 store.set_ref(f"{full}@{res.digest}", config_digest)
                 progress(jm.status(f"Digest: {res.digest}"))
-        finally:
+        except BaseException:
             self.sink.end()
+            # the lease's own GC ran while this pull still pinned its blobs: sweep again now
+            # that nothing pins them, unless another pull is under way (it will, when done)
+            if self.sink.idle():
+                store.gc()
+            raise
+        self.sink.end()
         self._remember_sources(ref.registry, ref.repository,
                                [d.digest for d in layers] + [config_digest])
         shown = str(ref)
@@ -371,8 +383,3 @@ class RegistryService:
             raise PermissionDenied(str(e)) from None
         return {"Status": "Login Succeeded", "IdentityToken": ""}
 
-
-def _rfc3339(ts: float) -> str:
-    ns = int(round(ts * 1e9)) % 1_000_000_000
-    frac = f".{ns:09d}".rstrip("0").rstrip(".")
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + frac + "Z"

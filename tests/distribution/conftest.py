@@ -79,7 +79,8 @@ class RegistryProc:
 def start_berth_registry(base: Path, *extra: str, tls: tuple[str, str] | None = None
                          ) -> RegistryProc:
     root = base / "root"
-    args = [PY, "-m", "berth.distribution.server", "serve", "--addr", "127.0.0.1:0",
+    # through the berth CLI, as a user starts it
+    args = [PY, "-m", "berth.cli.main", "registry", "serve", "--addr", "127.0.0.1:0",
             "--root", str(root), "--access-log", str(base / "access.log"), *extra]
     if tls:
         args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
