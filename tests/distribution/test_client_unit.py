@@ -201,3 +201,51 @@ def test_progress_text():
     m = jsonmessage.status("Downloading", id="abc", current=5, total=10)
     assert m["progressDetail"] == {"current": 5, "total": 10} and m["id"] == "abc"
     assert jsonmessage.short_id(D) == "a" * 12
+
+
+def test_terminal_progress_bars():
+    import io
+
+    from berth.cli.progress import Renderer
+
+    out = io.StringIO()
+    r = Renderer(out, tty=True, width=120)
+    r.feed({"status": "Pulling from app", "id": "1"})
+    r.feed(jsonmessage.status("Pulling fs layer", id="aaa"))
+    r.feed(jsonmessage.status("Pulling fs layer", id="bbb"))
+    r.feed(jsonmessage.status("Downloading", id="aaa", current=1_000_000, total=4_000_000))
+    import time
+
+    time.sleep(0.1)
+    r.feed(jsonmessage.status("Downloading", id="aaa", current=2_000_000, total=4_000_000))
+    text = out.getvalue()
+    assert "\x1b[2A" in text  # the first layer's line is redrawn in place, two lines up
+    assert "aaa: Downloading [" in text and "2MB/4MB" in text
+    # speed and time left, from the byte counts: 1 MB in ~0.1 s, 2 MB to go
+    line = text.rsplit("\x1b[2K", 1)[1]
+    assert "MB/s" in line and line.split("/s ")[1].split("\r")[0].endswith("s")
+    plain = io.StringIO()
+    p = Renderer(plain, tty=False)
+    for m in (jsonmessage.status("Pulling fs layer", id="aaa"),
+              jsonmessage.status("Downloading", id="aaa", current=1, total=2),
+              jsonmessage.status("Download complete", id="aaa"),
+              jsonmessage.error("boom")):
+        p.feed(m)
+    assert plain.getvalue() == "aaa: Pulling fs layer\naaa: Download complete\n"
+    assert p.errors == ["boom"]
+
+
+def test_berthd_registry_settings(tmp_path):
+    from berth.api.daemon import parse_args, registry_settings
+
+    cfg = tmp_path / "daemon.json"
+    cfg.write_text(json.dumps({"insecure-registries": ["reg.local:5000"],
+                               "max-concurrent-downloads": 4}))
+    s = registry_settings(parse_args(["--config-file", str(cfg), "--registry-mirror",
+                                      "http://127.0.0.1:7000", "--insecure-registry",
+                                      "10.9.0.0/16", "--max-concurrent-uploads", "2"]))
+    assert s.insecure_registries == ["reg.local:5000", "10.9.0.0/16"]
+    assert s.registry_mirrors == ["http://127.0.0.1:7000"]
+    assert (s.max_concurrent_downloads, s.max_concurrent_uploads) == (4, 2)
+    with pytest.raises(InvalidArgument, match="not found"):
+        registry_settings(parse_args(["--config-file", str(tmp_path / "none.json")]))

@@ -306,3 +306,49 @@ def test_push_of_an_imported_image(shared_registry, berthd, dockerd, busybox_tar
     run = dockerd.docker("run", "--rm", "--network", "none", ref, "echo", "hello", text=True)
     assert run.stdout.strip() == "hello"
     dockerd.docker("rmi", ref)
+
+
+def test_pull_all_tags_and_zstd_layers(berth_registry, berthd, tmp_path):
+    import zstandard
+
+    api = Api(berth_registry.url)
+    tar = layer_tar("zstd-layer", 200_000)
+    zl = zstandard.ZstdCompressor().compress(tar)
+    cfg = json.dumps({"architecture": "amd64", "os": "linux",
+                      "rootfs": {"type": "layers", "diff_ids": [sha(tar)]}}).encode()
+    man = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                      "digest": api.push_blob("zs/app", cfg), "size": len(cfg)},
+           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
+                       "digest": api.push_blob("zs/app", zl), "size": len(zl)}]}
+    for t in ("a", "b"):
+        assert api.push_manifest("zs/app", t, man).status == 201
+    out = berthd.berth("pull", "--all-tags", f"{berth_registry.host}/zs/app").stdout
+    assert out.count("Digest: ") == 2
+    tags = berthd.docker("images", "--format", "{{.Tag}}",
+                         f"{berth_registry.host}/zs/app").stdout.split()
+    assert sorted(tags) == ["a", "b"]
+    q = berthd.berth("pull", "-q", f"{berth_registry.host}/zs/app:a").stdout
+    assert q.strip() == f"{berth_registry.host}/zs/app:a"
+
+
+def test_berthd_registry_mirror_flag(berth_registry, tmp_path):
+    """berthd --registry-mirror: docker.io pulls go to the mirror (here, berth's registry);
+    nothing is sent to Docker Hub because the mirror has the image."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
+    root_conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root_conftest)
+    img = make_layout(str(tmp_path / "src"), [("mir", 10_000)])
+    skopeo_push(img.layout, f"{berth_registry.host}/library/mirrored:1")
+    d = root_conftest._start_berthd(("--registry-mirror", berth_registry.url))
+    try:
+        out = d.berth("pull", "mirrored:1").stdout
+        assert f"Digest: {img.manifest_digest}" in out
+        assert out.rstrip().endswith("docker.io/library/mirrored:1")
+        assert "mirrored:1" in d.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    finally:
+        d.stop()
