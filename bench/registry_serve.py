@@ -34,8 +34,9 @@ def main() -> None:
         layers = [x["digest"] for x in json.loads(
             (work / "layout" / "blobs" / "sha256" / md[7:]).read_text())["layers"]]
         ref_p, ref_host = reference_registry(work / "ref")
+        procs.append(ref_p)
         b_p, b_host = berth_registry(work / "berth")
-        procs += [ref_p, b_p]
+        procs.append(b_p)
         for host in (ref_host, b_host):
             subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
                             f"oci:{work / 'layout'}:latest", f"docker://{host}/bench/app:1"],
