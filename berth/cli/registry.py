@@ -128,8 +128,7 @@ def pull(ctx, argv: list[str]) -> int:
 PUSH = Spec("berth push [OPTIONS] NAME[:TAG]", "Upload an image to a registry",
             [Flag("-a,--all-tags", help="Push all tags of an image to the repository"),
              Flag("-q,--quiet", help="Suppress verbose output"),
-             Flag("--disable-content-trust", default=True, help="Skip image signing"),
-             Flag("--platform", "str", help="Push a platform-specific manifest")],
+             Flag("--disable-content-trust", default=True, help="Skip image signing")],
             min_args=1, max_args=1)
 
 
@@ -148,8 +147,6 @@ def push(ctx, argv: list[str]) -> int:
         if not opts["quiet"]:
             ctx.out.write("Using default tag: latest\n")
     query = {"tag": tag} if tag else {}
-    if opts["platform"]:
-        query["platform"] = opts["platform"]
     resp = ctx.client.request("POST", f"/images/{name}/push", query,
                               headers=_auth_header(_registry_of(name)))
     if resp.status >= 400:

@@ -29,9 +29,6 @@ _HUB_ALIASES = {"index.docker.io", "registry-1.docker.io"}
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-_HOST_RE = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?")
 _ENCODED = {"sha256": re.compile(r"[a-f0-9]{64}"), "sha512": re.compile(r"[a-f0-9]{128}")}
 _ALGORITHM_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*")
 NAME_MAX = 255
@@ -119,39 +116,28 @@ class Reference:
 
 
 def parse(text: str, *, default_tag: str | None = "latest") -> Reference:
-    """Parse and normalise a reference as the docker CLI does; InvalidReference names the text."""
-    if not text or text != text.strip():
-        raise InvalidReference(f"invalid reference format: {text!r}")
-    rest, digest = text, None
-    if "@" in rest:
-        rest, _, digest = rest.partition("@")
+    """Parse and normalise a reference as the docker CLI does; InvalidReference names the text.
+
+    The grammar and normalisation are the image package's (``berth.image.reference``, which
+    the image store names images by); this adds the split into registry host and repository
+    path the protocol needs, and refuses digests of algorithms a registry cannot verify.
+    """
+    from berth.image import reference as image_reference
+
+    try:
+        r = image_reference.parse(text)
+    except InvalidArgument as e:
+        raise InvalidReference(e.message) from None
+    registry, _, path = r.name.partition("/")
+    if registry in _HUB_ALIASES:
+        registry = DEFAULT_REGISTRY
+    digest = r.digest
+    if digest is not None:
         try:
             check_digest(digest)
         except InvalidReference as e:
             raise InvalidReference(f"invalid reference format: {text!r}: {e}") from None
-    tag = None
-    slash = rest.rfind("/")
-    colon = rest.rfind(":")
-    if colon > slash:
-        rest, tag = rest[:colon], rest[colon + 1:]
-        if not TAG_RE.fullmatch(tag):
-            raise InvalidReference(f"invalid reference format: {text!r}: invalid tag {tag!r}")
-    first, sep, remainder = rest.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
-        if not _HOST_RE.fullmatch(first):
-            raise InvalidReference(f"invalid reference format: {text!r}: bad host {first!r}")
-        registry, path = first, remainder
-    else:
-        registry, path = DEFAULT_REGISTRY, rest
-    if registry in _HUB_ALIASES:
-        registry = DEFAULT_REGISTRY
-    if not path or path != path.lower() and NAME_RE.fullmatch(path.lower()):
-        raise InvalidReference(
-            f"invalid reference format: repository name ({path}) must be lowercase")
-    if not NAME_RE.fullmatch(path) or len(registry) + 1 + len(path) > NAME_MAX:
-        raise InvalidReference(f"invalid reference format: {text!r}")
-    if registry == DEFAULT_REGISTRY and "/" not in path:
-        path = f"library/{path}"
+    tag = r.tag
     if tag is None and digest is None:
         tag = default_tag
     return Reference(registry, path, tag, digest)

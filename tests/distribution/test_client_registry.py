@@ -258,6 +258,25 @@ def test_bearer_auth(tmp_path):
         r.stop()
 
 
+def test_token_auth_anonymous_pull(tmp_path):
+    pw = htpasswd_file(tmp_path / "htpasswd", {"fay": "f-pass"})
+    r = start_berth_registry(tmp_path / "reg", "--htpasswd", str(pw), "--auth", "token",
+                             "--anonymous-pull")
+    try:
+        img = make_layout(str(tmp_path / "src"), [("anon", 10_000)])
+        ref = f"{r.host}/anon/app:1"
+        with pytest.raises(RegistryUnauthorized):
+            run(push_layout(img.layout, ref))  # anonymous clients may not push
+        run(push_layout(img.layout, ref, creds=Credentials("fay", "f-pass")))
+        res, _ = run(pull_into(str(tmp_path / "d"), ref))  # but may pull
+        assert res.digest == img.manifest_digest
+        # the catalog is for authenticated users only
+        api = Api(r.url)
+        assert api.req("GET", "/v2/_catalog").status == 401
+    finally:
+        r.stop()
+
+
 def test_basic_auth(tmp_path):
     pw = htpasswd_file(tmp_path / "htpasswd", {"dave": "d-pass"})
     r = start_berth_registry(tmp_path / "reg", "--htpasswd", str(pw))
