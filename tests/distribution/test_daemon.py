@@ -66,6 +66,14 @@ def test_berth_pull_and_push_keep_digests(registry, berthd, tmp_path):
     assert r.status == 200 and r.body == img.manifest
     if registry.impl == "berth":
         assert pushed.count("Mounted from dm/app") == 2
+    # and back: what was pushed pulls to the same image and manifest digest
+    berthd.docker("rmi", "-f", img.config_digest)
+    assert not content_blobs(berthd) & {d for d, _ in img.layers}
+    back = berthd.berth("pull", dst).stdout
+    assert back.count("Pull complete") == 2
+    assert f"Digest: {img.manifest_digest}" in back
+    assert json.loads(berthd.docker("image", "inspect", dst).stdout)[0]["Id"] == \
+        img.config_digest
 
 
 def test_docker_cli_and_docker_py_against_berthd(shared_registry, berthd, tmp_path):
