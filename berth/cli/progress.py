@@ -43,7 +43,8 @@ class Renderer:
     def __init__(self, out, tty: bool, width: int = 80) -> None:
         self.out = out
         self.tty = tty
-        self.width = width
+        # a pty that reports no size (0 columns) gets docker's default of 80
+        self.width = width if width > 0 else 80
         self.lines: list[str] = []           # ids in order of their line
         self.seen: dict[str, float] = {}     # id → time of first byte count
         self.first: dict[str, int] = {}      # id → first byte count seen

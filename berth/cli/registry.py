@@ -62,7 +62,7 @@ def _render(ctx, resp, quiet: bool):
     width = 80
     if tty:
         try:
-            width = os.get_terminal_size(ctx.out.fileno()).columns
+            width = os.get_terminal_size(ctx.out.fileno()).columns or 80
         except OSError:
             pass
     r = Renderer(_Null() if quiet else ctx.out, tty, width)
