@@ -261,7 +261,9 @@ class Puller:
                 if got != d.digest or offset != d.size:
                     raise DigestMismatch(f"digest mismatch for blob {d.digest}: got {got}")
             try:
-                w.commit(d.digest, d.size)
+                # commit fsyncs (~0.1 s for 40 MB here): off the loop, or every other
+                # download stalls behind it
+                await loop.run_in_executor(None, w.commit, d.digest, d.size)
             except InvalidArgument as e:
                 raise DigestMismatch(f"digest mismatch for blob {d.digest}: {e}") from None
             ok = True
