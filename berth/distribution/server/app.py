@@ -45,6 +45,14 @@ _OCTET = "application/octet-stream"
 _MAX_PAGE = 10000
 
 
+async def _offload(fn, *args):
+    """Run a blocking storage step (fsync, a rehash after a restart) off the event loop, so
+    that one commit does not stall every other connection."""
+    import asyncio
+
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
 class RegistryError(Exception):
     def __init__(self, status: int, code: str, message: str, detail: object = None,
                  headers: dict | None = None) -> None:
@@ -409,7 +417,7 @@ class Registry:
         if "digest" in q:
             try:
                 await up.append(self._body(request), length=request.content_length)
-                digest = up.commit(q["digest"])
+                digest = await _offload(up.commit, q["digest"])
             except BaseException:
                 up.cancel()
                 raise
@@ -441,7 +449,7 @@ class Registry:
         if cr or request.content_length or request.headers.get("Transfer-Encoding"):
             await up.append(self._body(request), start, request.content_length)
         try:
-            up.commit(digest)
+            await _offload(up.commit, digest)
         except st.DigestInvalid:
             up.cancel()
             raise
