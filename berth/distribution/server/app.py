@@ -434,7 +434,8 @@ class Registry:
                 raise RegistryError(416, "RANGE_INVALID",
                                     f"Content-Range {cr} does not match Content-Length "
                                     f"{request.content_length}")
-        size = await up.append(self._body(request), start, request.content_length)
+        async with up.lock:
+            size = await up.append(self._body(request), start, request.content_length)
         return web.Response(status=202, headers=self._upload_headers(up, size))
 
     async def _put_upload(self, request: web.Request, route: Route) -> web.Response:
@@ -446,13 +447,14 @@ class Registry:
         cr = request.headers.get("Content-Range")
         if cr:
             start, _ = _parse_content_range(cr)
-        if cr or request.content_length or request.headers.get("Transfer-Encoding"):
-            await up.append(self._body(request), start, request.content_length)
-        try:
-            await _offload(up.commit, digest)
-        except st.DigestInvalid:
-            up.cancel()
-            raise
+        async with up.lock:
+            if cr or request.content_length or request.headers.get("Transfer-Encoding"):
+                await up.append(self._body(request), start, request.content_length)
+            try:
+                await _offload(up.commit, digest)
+            except st.DigestInvalid:
+                up.cancel()
+                raise
         return self._created(route.name, digest)
 
     async def _upload_status(self, request: web.Request, route: Route) -> web.Response:
@@ -461,7 +463,9 @@ class Registry:
 
     async def _cancel_upload(self, request: web.Request, route: Route) -> web.Response:
         up = self.storage.get_upload(route.name, route.arg)
-        up.cancel()
+        async with up.lock:
+            up.size  # noqa: B018 - raises BLOB_UPLOAD_UNKNOWN if another request ended it
+            up.cancel()
         return web.Response(status=204)
 
     # -- manifests -----------------------------------------------------------------------------

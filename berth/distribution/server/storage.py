@@ -97,6 +97,16 @@ class Upload:
         self.data = os.path.join(self.dir, "data")
         self._hash = None
         self._hashed = 0
+        self._lock = None
+
+    @property
+    def lock(self):
+        """Serialises the requests on one session (PATCH, PUT, DELETE) in the server's loop."""
+        if self._lock is None:
+            import asyncio
+
+            self._lock = asyncio.Lock()
+        return self._lock
 
     @property
     def size(self) -> int:
