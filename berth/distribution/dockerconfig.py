@@ -7,15 +7,15 @@ The file is ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``. Cred
 ``docker-credential-NAME`` program that keeps the secret instead (``get``/``store``/``erase``
 with the server URL on stdin, JSON out), as docker runs it. Other keys of the file are kept
 untouched when berth writes it (atomically, mode 0600).
+
+The CLI reads this file on every pull and push, so the module stays light: ``fastjson`` and
+``binascii`` instead of ``json`` and ``base64`` (which bring in ``re``); ``json`` only to write.
 """
 
-import base64
 import binascii
-import json
 import os
-import subprocess
 
-from berth import atomic
+from berth import atomic, fastjson
 from berth.errors import InvalidArgument, Unavailable
 
 __all__ = ["Credentials", "HUB_KEY", "config_path", "decode_registry_auth",
@@ -51,10 +51,29 @@ def _host_of(key: str) -> str:
     return k.split("/", 1)[0]
 
 
+def _b64decode(s: str) -> bytes:
+    return binascii.a2b_base64(s.translate(_URLSAFE) + "=" * (-len(s) % 4))
+
+
+def _b64encode(b: bytes, urlsafe: bool = False) -> str:
+    out = binascii.b2a_base64(b, newline=False).decode()
+    return out.translate(_TO_URLSAFE) if urlsafe else out
+
+
+_URLSAFE = str.maketrans("-_", "+/")
+_TO_URLSAFE = str.maketrans("+/", "-_")
+
+
+def _dumps(doc: dict) -> str:
+    import json
+
+    return json.dumps(doc, indent="\t") + "\n"
+
+
 def _load(path: str) -> dict:
     try:
-        with open(path) as f:
-            doc = json.load(f)
+        with open(path, "rb") as f:
+            doc = fastjson.loads(f.read())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
@@ -68,6 +87,8 @@ def _helper(doc: dict, registry: str) -> str | None:
 
 
 def _run_helper(name: str, verb: str, data: str) -> str:
+    import subprocess
+
     prog = f"docker-credential-{name}"
     try:
         r = subprocess.run([prog, verb], input=data, capture_output=True, text=True, timeout=30)
@@ -88,7 +109,7 @@ def get(registry: str, path: str | None = None) -> Credentials | None:
     if helper:
         out = _run_helper(helper, "get", key_for(registry))
         if out.strip():
-            obj = json.loads(out)
+            obj = fastjson.loads(out)
             user, secret = obj.get("Username", ""), obj.get("Secret", "")
             if user == "<token>":
                 return Credentials(identity_token=secret)
@@ -105,7 +126,7 @@ def get(registry: str, path: str | None = None) -> Credentials | None:
     user, password = entry.get("username", ""), entry.get("password", "")
     if entry.get("auth"):
         try:
-            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            user, _, password = _b64decode(entry["auth"]).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise InvalidArgument(f"bad auth entry for {registry} in {path or config_path()}"
                                   ) from None
@@ -125,17 +146,17 @@ def store(registry: str, creds: Credentials, path: str | None = None) -> str:
     if helper:
         user = "<token>" if creds.identity_token else creds.username
         secret = creds.identity_token or creds.password
-        _run_helper(helper, "store", json.dumps({"ServerURL": key, "Username": user,
-                                                 "Secret": secret}))
+        _run_helper(helper, "store", fastjson.dumps({"ServerURL": key, "Username": user,
+                                                     "Secret": secret}))
         auths[key] = {}
     else:
-        entry = {"auth": base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()}
+        entry = {"auth": _b64encode(f"{creds.username}:{creds.password}".encode())}
         if creds.identity_token:
-            entry = {"auth": base64.b64encode(f"{creds.username}:".encode()).decode(),
+            entry = {"auth": _b64encode(f"{creds.username}:".encode()),
                      "identitytoken": creds.identity_token}
         auths[key] = entry
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic.write_text(path, json.dumps(doc, indent="\t") + "\n", mode=0o600)
+    atomic.write_text(path, _dumps(doc), mode=0o600)
     return path
 
 
@@ -158,7 +179,7 @@ def erase(registry: str, path: str | None = None) -> bool:
         except Unavailable:
             pass
     if found:
-        atomic.write_text(path, json.dumps(doc, indent="\t") + "\n", mode=0o600)
+        atomic.write_text(path, _dumps(doc), mode=0o600)
     return found
 
 
@@ -171,7 +192,7 @@ def encode_registry_auth(creds: Credentials | None, server: str = "") -> str:
                "serveraddress": server}
         if creds.identity_token:
             doc["identitytoken"] = creds.identity_token
-    return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
+    return _b64encode(fastjson.dumps(doc).encode(), urlsafe=True)
 
 
 def decode_registry_auth(value: str | None) -> Credentials | None:
@@ -180,13 +201,10 @@ def decode_registry_auth(value: str | None) -> Credentials | None:
     if not value:
         return None
     try:
-        doc = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        # url-safe or standard alphabet: docker sends the former, docker-py at times the latter
+        doc = fastjson.loads(_b64decode(value.strip()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        # docker-py sends standard base64 at times
-        try:
-            doc = json.loads(base64.b64decode(value + "=" * (-len(value) % 4)))
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            raise InvalidArgument("invalid X-Registry-Auth header") from None
+        raise InvalidArgument("invalid X-Registry-Auth header") from None
     if not isinstance(doc, dict):
         return None
     user, pw = doc.get("username") or "", doc.get("password") or ""

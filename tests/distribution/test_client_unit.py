@@ -249,3 +249,20 @@ def test_berthd_registry_settings(tmp_path):
     assert (s.max_concurrent_downloads, s.max_concurrent_uploads) == (4, 2)
     with pytest.raises(InvalidArgument, match="not found"):
         registry_settings(parse_args(["--config-file", str(tmp_path / "none.json")]))
+
+
+def test_x_registry_auth_codec():
+    import base64 as b64
+
+    c = dockerconfig.Credentials("u", "p?>>~")
+    enc = dockerconfig.encode_registry_auth(c, "127.0.0.1:5000")
+    assert "+" not in enc and "/" not in enc
+    got = dockerconfig.decode_registry_auth(enc)
+    assert (got.username, got.password) == ("u", "p?>>~")
+    # docker-py: standard alphabet, with padding
+    std = b64.b64encode(json.dumps({"username": "u", "password": "p?>>~"}).encode()).decode()
+    assert dockerconfig.decode_registry_auth(std).password == "p?>>~"
+    assert dockerconfig.decode_registry_auth(dockerconfig.encode_registry_auth(None)) is None
+    assert dockerconfig.decode_registry_auth("") is None
+    with pytest.raises(InvalidArgument, match="X-Registry-Auth"):
+        dockerconfig.decode_registry_auth("!!!not base64")
