@@ -187,6 +187,7 @@ class NetworkManager:
         #: sandbox id → published ports
         self.published: dict[str, list[Published]] = {}
         self.reservations = Reservations()
+        self.closed = False
         self.dns = DnsServer(self._lookup, port=dns_port)
         for d in (self.netdir, self.sbdir):
             os.makedirs(d, mode=0o700, exist_ok=True)
@@ -345,7 +346,7 @@ class NetworkManager:
                 try:
                     self._apply_firewall()
                     if n.dns:
-                        self.dns.bind(n.gateway)
+                        self._bind_dns(n)
                 except BaseException:
                     del self.networks[nid]
                     os.unlink(os.path.join(self.netdir, f"{nid}.json"))
@@ -358,8 +359,21 @@ class NetworkManager:
             self._intent(nid, None)
             return n
 
+    def _bind_dns(self, n: Network) -> None:
+        try:
+            self.dns.bind(n.gateway)
+        except OSError as e:
+            raise FailedPrecondition(f"name resolution for network {n.name}: cannot bind "
+                                     f"{n.gateway}:{self.dns.port}: {e.strerror or e}") from e
+
     def _make_bridge(self, n: Network) -> None:
         nl = self._nl()
+        if not n.internal:
+            # As dockerd: containers reach other networks' published ports and the outside
+            # only through the host's IPv4 forwarding.
+            with open("/proc/sys/net/ipv4/ip_forward") as f:
+                if f.read().strip() == "0":
+                    sandbox.write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
         try:
             nl.add_bridge(n.bridge, mtu=n.mtu)
             # Loopback clients of published ports are DNATed out of this bridge; without
@@ -753,11 +767,17 @@ class NetworkManager:
             self._apply_firewall()
             for n in self.networks.values():
                 if n.dns:
-                    self.dns.bind(n.gateway)
+                    try:
+                        self._bind_dns(n)
+                    except FailedPrecondition as e:
+                        done.setdefault("errors", []).append(str(e))
         return done
 
     def close(self) -> None:
         """Stop serving (DNS, port reservations); leaves the kernel state for live containers."""
+        if self.closed:
+            return
+        self.closed = True
         self.dns.close()
         self.reservations.close()
         nl = getattr(self.local, "nl", None)
