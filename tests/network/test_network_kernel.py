@@ -445,3 +445,46 @@ def test_reconcile_after_a_crash(net):
     c = net.box(network=n.name)
     assert c.ip != keep_ip
     net.mgr.publish(c.sid, parse_publish(f"127.0.0.1:{port2}:80"))
+
+
+def test_dns_over_tcp_and_reverse_lookup(net):
+    n = net.mgr.create(net.name("tcp"))
+    a = net.box(network=n.name, names=["server1"])
+    b = net.box(network=n.name, names=["asker"])
+    code = (
+        "import socket, struct, sys\n"
+        "q = struct.pack('!HHHHHH', 9, 0x100, 1, 0, 0, 0) + b'\\x07server1\\x00' + "
+        "struct.pack('!HH', 1, 1)\n"
+        f"s = socket.create_connection(('{n.gateway}', 53), timeout=5)\n"
+        "s.sendall(struct.pack('!H', len(q)) + q)\n"
+        "n = struct.unpack('!H', s.recv(2))[0]\n"
+        "r = b''\n"
+        "while len(r) < n: r += s.recv(n - len(r))\n"
+        "print(socket.inet_ntoa(r[-4:]), struct.unpack_from('!H', r, 6)[0])\n")
+    p = b.start_in_netns(sys.executable, "-c", code, stdout=subprocess.PIPE, text=True)
+    out, _ = p.communicate(timeout=10)
+    assert out.split() == [a.ip, "1"]
+    r = b.run("nslookup", a.ip)
+    assert "server1" in r.stdout, r.stdout
+
+
+def test_sandbox_pool_hands_out_ready_namespaces(net):
+    from berth.network import sandbox
+
+    pool = sandbox.SandboxPool(net.mgr.nsdir, size=2)
+    pool.fill()
+    assert len(pool.ready) == 2
+    sid = f"{net.sfx}-pooled"
+    pool.take(net.mgr.sandbox_path(sid))
+    try:
+        n = net.mgr.create(net.name("pool"))
+        ep = net.mgr.attach(sid, n.name)
+        b = net.box(network=n.name)
+        r = b.run("ping", "-c1", "-W2", ep.ip)
+        assert r.returncode == 0, r.stdout
+        assert len(pool.ready) == 1
+    finally:
+        pool.drain()
+        net.mgr.destroy_sandbox(sid)
+    assert sandbox.list_dir(net.mgr.nsdir) == sorted(
+        net.mgr.sandbox_path(b.sid) for b in net.boxes)
