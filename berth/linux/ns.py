@@ -1,13 +1,8 @@
-"""unshare(2) and setns(2) for namespaces, with the kernel's CLONE_* names.
-
-A namespace change made here applies to the calling thread only (for the network namespace the
-kernel keeps it per task), which is what lets a threaded daemon step into a container's network
-namespace to open a socket there and step back out.
-"""
+"""Namespaces: unshare(2), setns(2) and the CLONE_NEW* flags, plus the UTS names."""
 
 import ctypes
 
-from ._libc import fail, libc
+from ._libc import fail, fsencode, libc
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -16,11 +11,16 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
 
 libc.unshare.argtypes = [ctypes.c_int]
 libc.unshare.restype = ctypes.c_int
 libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 libc.setns.restype = ctypes.c_int
+libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+libc.sethostname.restype = ctypes.c_int
+libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+libc.setdomainname.restype = ctypes.c_int
 
 
 def unshare(flags: int) -> None:
@@ -31,3 +31,15 @@ def unshare(flags: int) -> None:
 def setns(fd: int, nstype: int = 0) -> None:
     if libc.setns(fd, nstype) != 0:
         raise fail("setns")
+
+
+def sethostname(name: str) -> None:
+    b = fsencode(name)
+    if libc.sethostname(b, len(b)) != 0:
+        raise fail("sethostname")
+
+
+def setdomainname(name: str) -> None:
+    b = fsencode(name)
+    if libc.setdomainname(b, len(b)) != 0:
+        raise fail("setdomainname")
