@@ -306,7 +306,7 @@ def _exec2(c, root: str, opts: dict, args: list[str], init) -> int:
                 proc = fastjson.loads(f.read())
         except OSError as e:
             raise UsageError(f"--process {p}: {e.strerror}") from e
-        except ValueError as e:
+        except (ValueError, SystemError) as e:
             raise UsageError(f"--process {p}: invalid JSON: {e}") from e
         if not isinstance(proc, dict):
             raise UsageError(f"--process {p}: expected a JSON object")
@@ -390,7 +390,7 @@ def _update(c, root: str, opts: dict, args: list[str]) -> int:
         data = sys.stdin.buffer.read() if r == "-" else open(r, "rb").read()
         try:
             res = fastjson.loads(data)
-        except ValueError as e:
+        except (ValueError, SystemError) as e:
             raise UsageError(f"--resources: invalid JSON: {e}") from e
         if not isinstance(res, dict):
             raise UsageError("--resources: expected a JSON object")

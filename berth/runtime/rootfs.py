@@ -42,35 +42,48 @@ def open_in_root(rootfd: int, path: str, flags: int = os.O_PATH) -> int:
     return lfs.openat2(rootfd, path.lstrip("/") or ".", flags | os.O_CLOEXEC, 0, _RESOLVE)
 
 
-def mkdirall(rootfd: int, path: str, mode: int = 0o755, file: bool = False) -> int:
+def mkdirall(rootfd: int, path: str, mode: int = 0o755, file: bool = False,
+             _depth: int = 0) -> int:
     """An O_PATH fd of ``path`` inside the root of ``rootfd``, creating what is missing.
 
     The last component is made a regular file when ``file`` is true (bind mounts of files).
+    A dangling symlink on the way is followed as the kernel would with the rootfs as root:
+    what it names is made, inside the rootfs.
     """
     try:
         return open_in_root(rootfd, path)
     except FileNotFoundError:
         pass
+    if _depth > 40:
+        raise OSError(40, "too many levels of symbolic links", path)
     parts = [p for p in path.split("/") if p and p != "."]
     done = ""
     for i, part in enumerate(parts):
         nxt = done + "/" + part
         try:
-            fd = open_in_root(rootfd, nxt)
-            os.close(fd)
+            os.close(open_in_root(rootfd, nxt))
             done = nxt
             continue
         except FileNotFoundError:
             pass
         parent = open_in_root(rootfd, done or "/", os.O_RDONLY | os.O_DIRECTORY)
         try:
+            try:
+                link = os.readlink(part, dir_fd=parent)
+            except OSError:
+                link = None
+            if link is not None:
+                base = link if link.startswith("/") else done + "/" + link
+                rest = "/".join(parts[i + 1:])
+                return mkdirall(rootfd, base + ("/" + rest if rest else ""), mode, file,
+                                _depth + 1)
             if file and i == len(parts) - 1:
                 os.close(os.open(part, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW,
                                  0o644, dir_fd=parent))
             else:
                 os.mkdir(part, mode, dir_fd=parent)
         except FileExistsError:
-            pass  # a dangling symlink: resolved (inside the root) below
+            pass  # made by someone else meanwhile: resolved below
         finally:
             os.close(parent)
         done = nxt

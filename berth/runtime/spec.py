@@ -124,7 +124,9 @@ def load(bundle: str) -> dict:
         raise InvalidConfig(f"cannot read {path}: {e.strerror}") from e
     try:
         cfg = fastjson.loads(data)
-    except (fastjson.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, SystemError) as e:
+        # (_json's scanner raises SystemError for some malformed text when the json package
+        # is not loaded; it is still malformed text)
         raise InvalidConfig(f"{path}: invalid JSON: {e}") from None
     validate(cfg)
     return cfg

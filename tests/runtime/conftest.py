@@ -51,9 +51,22 @@ class Runtime:
 
     def __call__(self, *args: str, check: bool = False, timeout: float = 60,
                  **kw) -> subprocess.CompletedProcess:
-        kw.setdefault("capture_output", True)
-        r = subprocess.run([*self.cmd, "--root", str(self.root), *args], timeout=timeout,
-                           **kw)
+        detached = args and (args[0] == "create" or (args[0] in ("run", "exec") and (
+            "-d" in args or "--detach" in args)))
+        if detached and not kw:
+            # The container keeps the stdio it was given: pipes would never see EOF.
+            import tempfile
+
+            with tempfile.TemporaryFile() as err:
+                r = subprocess.run([*self.cmd, "--root", str(self.root), *args],
+                                   timeout=timeout, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=err)
+                err.seek(0)
+                r.stderr = err.read()
+        else:
+            kw.setdefault("capture_output", True)
+            r = subprocess.run([*self.cmd, "--root", str(self.root), *args],
+                               timeout=timeout, **kw)
         if check and r.returncode != 0:
             raise AssertionError(f"{self.name} {' '.join(args)} exited {r.returncode}: "
                                  f"{r.stderr!r}")
