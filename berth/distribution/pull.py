@@ -265,7 +265,8 @@ class Puller:
                 # download stalls behind it
                 await loop.run_in_executor(None, w.commit, d.digest, d.size)
             except InvalidArgument as e:
-                raise DigestMismatch(f"digest mismatch for blob {d.digest}: {e}") from None
+                why = str(e).removeprefix("digest mismatch: ")
+                raise DigestMismatch(f"digest mismatch for blob {d.digest}: {why}") from None
             ok = True
             emit(jm.status("Download complete", id=sid))
         except DigestMismatch:
