@@ -11,15 +11,15 @@ import shutil
 
 import pytest
 from aiohttp import web
-from conftest import (
+from imagegen import make_layout
+from regapi import Api, sha
+from regprocs import (
     access_log,
     htpasswd_file,
     self_signed,
     start_berth_registry,
     start_reference_registry,
 )
-from imagegen import make_layout
-from regapi import Api, sha
 
 from berth.distribution import media
 from berth.distribution.client import (

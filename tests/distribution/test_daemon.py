@@ -9,9 +9,9 @@ import os
 import threading
 
 import pytest
-from conftest import access_log, htpasswd_file, start_berth_registry, start_reference_registry
 from imagegen import layer_tar, make_layout
 from regapi import Api, sha
+from regprocs import access_log, htpasswd_file, start_berth_registry, start_reference_registry
 from test_client_registry import Faulty
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]

@@ -8,8 +8,8 @@ import os
 import uuid
 
 import pytest
-from conftest import start_berth_registry, start_reference_registry
 from regapi import Api, sha
+from regprocs import start_berth_registry, start_reference_registry
 
 pytestmark = pytest.mark.interop
 
