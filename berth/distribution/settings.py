@@ -96,7 +96,7 @@ class RegistrySettings:
         cas: list[str] = []
         client = None
         for base in self.certs_dirs:
-            d = os.path.join(base, host.replace(":", ":"))
+            d = os.path.join(base, host)  # docker names the directory host:port
             try:
                 names = sorted(os.listdir(d))
             except OSError:
