@@ -515,11 +515,34 @@ class ImageService:
         """Load a docker-archive or OCI layout from ``read``; → the tags/IDs loaded."""
         progress = progress or (lambda m: None)
         loaded: list[str] = []
+        # Layers are applied while the rest of the archive still streams in: each large blob
+        # is extracted as soon as it is stored, and named by its ChainID once the manifest
+        # (which may come last) says what it is.
+        known = {d for rec in self.store.images() for d in rec["diff_ids"]}
+        early: dict[str, object] = {}
+
+        def on_blob(digest: str) -> None:
+            if digest not in known and digest not in early:
+                early[digest] = self._pool.submit(self.store.extract, digest)
+
         with self.store.lease() as lease:
-            found = ArchiveReader(self.store.content, lease, "archive").read(read)
-            if not found:
-                raise InvalidArgument("archive: no images in the archive")
-            records = [self._register_blobs(img, lease) for img in found]
+            try:
+                found = ArchiveReader(self.store.content, lease, "archive", on_blob).read(read)
+                if not found:
+                    raise InvalidArgument("archive: no images in the archive")
+                pre = {}
+                for d, fut in early.items():
+                    try:
+                        pre[d] = fut.result()
+                    except Exception:  # noqa: BLE001 - redone (and reported) by unpack
+                        pre[d] = None
+                records = [self._register_blobs(img, lease, pre) for img in found]
+            finally:
+                for fut in early.values():
+                    try:
+                        self.store.discard(fut.result())
+                    except Exception:  # noqa: BLE001 - failed extractions left nothing
+                        pass
             for img, rec in zip(found, records, strict=True):
                 iid = rec["id"]
                 named = []
@@ -547,7 +570,7 @@ class ImageService:
                 self.events.publish("image", "load", iid, {"name": iid})
         return loaded
 
-    def _register_blobs(self, img, lease) -> dict:
+    def _register_blobs(self, img, lease, pre: dict | None = None) -> dict:
         """Unpack an archive image's layers (in parallel), then record it."""
         content = self.store.content
         config = json.loads(content.read(img.config))
@@ -556,7 +579,9 @@ class ImageService:
             raise InvalidArgument(f"image {img.config}: {len(img.layers)} layers but "
                                   f"{len(diff_ids)} diff_ids in its config")
         chains = chain_ids(diff_ids)
-        futures = [self._pool.submit(self.store.unpack, layer["digest"], d, c, lease)
+        pre = pre or {}
+        futures = [self._pool.submit(self.store.unpack, layer["digest"], d, c, lease, True,
+                                     pre.pop(layer["digest"], None))
                    for layer, d, c in zip(img.layers, diff_ids, chains, strict=True)]
         errors = []
         for f in futures:

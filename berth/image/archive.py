@@ -67,7 +67,9 @@ class ArchiveImage:
 
 
 class ArchiveReader:
-    def __init__(self, content: ContentStore, lease, what: str = "archive") -> None:
+    def __init__(self, content: ContentStore, lease, what: str = "archive",
+                 on_blob: Callable[[str], None] | None = None) -> None:
+        self.on_blob = on_blob  # called with each large blob's digest once it is stored
         self.content = content
         self.lease = lease
         self.what = what
@@ -123,6 +125,8 @@ class ArchiveReader:
             raise
         self.lease.blobs.add(digest)
         self.blobs[name] = digest
+        if self.on_blob is not None and e.size > SMALL:
+            self.on_blob(digest)
 
     def _store_small(self, name: str, data: bytes) -> None:
         digest = self.content.write_blob(data)

@@ -83,6 +83,29 @@ class _HashingReader:
         return b
 
 
+class _CountingReader:
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._read = read
+        self.size = 0
+
+    def read(self, n: int) -> bytes:
+        b = self._read(n)
+        self.size += len(b)
+        return b
+
+
+class Extracted:
+    """A layer applied into the active snapshot ``key``, with its diffID and sizes."""
+
+    __slots__ = ("key", "diff_id", "diff_size", "size")
+
+    def __init__(self, key: str, diff_id: str, diff_size: int, size: int) -> None:
+        self.key = key
+        self.diff_id = diff_id
+        self.diff_size = diff_size
+        self.size = size
+
+
 class ImageStore:
     def __init__(self, root: str) -> None:
         self.root = root
@@ -250,38 +273,58 @@ class ImageStore:
         with self.lock:
             return self._unpack_locks.setdefault(chain_id, threading.Lock())
 
+    def extract(self, layer_digest: str, allow_devices: bool = True) -> Extracted:
+        """Apply a layer blob into a new active snapshot (not yet named by its ChainID).
+
+        The diffID is computed while applying; for an uncompressed blob it is the blob's own
+        digest, which the content store verified when the blob came in, so it is not hashed
+        again. On failure nothing is left."""
+        key = "extract-" + os.urandom(8).hex()
+        self.snapshots.prepare(key, None)
+        try:
+            with self.content.open(layer_digest) as f:
+                read, kind = decompressed(f.read, f"layer {layer_digest}")
+                h = _HashingReader(read) if kind != "none" else _CountingReader(read)
+                applier = Applier(self.snapshots.dir_of(key), f"layer {layer_digest}",
+                                  allow_devices=allow_devices)
+                reader = tarstream.TarReader(h.read, f"layer {layer_digest}")
+                applier.apply(reader)
+                reader.drain()
+            diff_id = layer_digest if kind == "none" else "sha256:" + h.hash.hexdigest()
+            return Extracted(key, diff_id, h.size, applier.size)
+        except BaseException:
+            self.snapshots.remove(key)
+            raise
+
+    def discard(self, ex: Extracted) -> None:
+        if self.snapshots.exists(ex.key):
+            self.snapshots.remove(ex.key)
+
     def unpack(self, layer_digest: str, diff_id: str, chain_id: str, lease: Lease,
-               allow_devices: bool = True) -> int:
-        """Ensure the committed snapshot ``chain_id`` exists, applying the layer blob;
-        → the layer's uncompressed size. The diffID is verified while applying."""
+               allow_devices: bool = True, pre: Extracted | None = None) -> int:
+        """Ensure the committed snapshot ``chain_id`` exists, from ``pre`` (an extraction made
+        while the archive streamed in) or by applying the layer blob now; → the layer's
+        uncompressed size. The diffID is verified before the snapshot is named."""
         with self._unpack_lock(chain_id):
             with self.lock:
                 lease.snapshots.add(chain_id)
-                if self.snapshots.exists(chain_id):
-                    return self.snapshots.stat(chain_id).get("diff_size", -1)
-            key = "extract-" + os.urandom(8).hex()
-            self.snapshots.prepare(key, None)
-            ok = False
+                exists = self.snapshots.exists(chain_id)
+            if exists:
+                if pre is not None:
+                    self.discard(pre)
+                return self.snapshots.stat(chain_id).get("diff_size", -1)
+            ex = pre if pre is not None and self.snapshots.exists(pre.key) else \
+                self.extract(layer_digest, allow_devices)
             try:
-                with self.content.open(layer_digest) as f:
-                    read, _kind = decompressed(f.read, f"layer {layer_digest}")
-                    h = _HashingReader(read)
-                    applier = Applier(self.snapshots.dir_of(key), f"layer {diff_id}",
-                                      allow_devices=allow_devices)
-                    reader = tarstream.TarReader(h.read, f"layer {diff_id}")
-                    applier.apply(reader)
-                    reader.drain()
-                got = "sha256:" + h.hash.hexdigest()
-                if got != diff_id:
+                if ex.diff_id != diff_id:
                     raise DigestMismatch(f"layer {layer_digest}: diffID mismatch: the config "
-                                         f"says {diff_id}, the content is {got}")
-                if self.snapshots.commit(chain_id, key, size=applier.size):
-                    self._set_snapshot_extra(chain_id, {"diff_size": h.size})
-                ok = True
-                return h.size
+                                         f"says {diff_id}, the content is {ex.diff_id}")
+                if self.snapshots.commit(chain_id, ex.key, size=ex.size):
+                    self._set_snapshot_extra(chain_id, {"diff_size": ex.diff_size,
+                                                        "diff_id": diff_id})
             finally:
-                if not ok and self.snapshots.exists(key):
-                    self.snapshots.remove(key)
+                self.discard(ex)
+            return ex.diff_size
 
     def _set_snapshot_extra(self, name: str, extra: dict) -> None:
         snap = self.snapshots
