@@ -43,3 +43,15 @@ if ! .venv/bin/pip install -q --disable-pip-version-check \
     echo "error: pip install of berth failed" >&2
     exit 1
 fi
+
+# The berth CLI is a hot path: pip's launcher imports `re` and the interpreter's `site` (with
+# every .pth in the venv); the CLI needs neither, so it gets a lean launcher (-I -S: no site,
+# no user paths) that puts only this checkout on sys.path. ~7 ms less per command here.
+cat > .venv/bin/berth <<LAUNCHER
+#!$PWD/.venv/bin/python -IS
+import sys
+sys.path.insert(0, "$PWD")
+from berth.cli.main import main
+sys.exit(main())
+LAUNCHER
+chmod 755 .venv/bin/berth
