@@ -392,3 +392,24 @@ def test_events_for_image_operations(with_busybox):
                    ).stdout.splitlines()
     assert "import sha256:" in " ".join(out) or any(x.startswith("import") for x in out)
     assert "tag ev:1" in out and "untag ev:1" in out
+
+
+def test_save_of_several_images_shares_their_layers(berthd, dockerd, tmp_path):
+    base = [layer_tar([("file", f"s{i}", os.urandom(600_000))]) for i in range(3)]
+    a = base + [layer_tar([("file", "a", b"a" * 1000)])]
+    b = base + [layer_tar([("file", "b", b"b" * 1000)])]
+    berthd.docker("load", input=docker_archive([(a, ["share/a:1"]), (b, ["share/b:1"])]))
+    out = tmp_path / "two.tar"
+    berthd.docker("save", "-o", str(out), "share/a:1", "share/b:1")
+    with tarfile.open(out) as tf:
+        names = [m.name for m in tf.getmembers() if m.name.startswith("blobs/sha256/")]
+        manifest = json.load(tf.extractfile("manifest.json"))
+    assert len(names) == len(set(names))
+    for layer in base:
+        assert names.count(f"blobs/sha256/{sha(layer)[7:]}") == 1
+    assert sorted(t for m in manifest for t in m["RepoTags"]) == ["share/a:1", "share/b:1"]
+    loaded = dockerd.docker("load", "-i", str(out)).stdout.decode()
+    try:
+        assert "Loaded image: share/a:1" in loaded and "Loaded image: share/b:1" in loaded
+    finally:
+        dockerd.docker("rmi", "share/a:1", "share/b:1", check=False)
