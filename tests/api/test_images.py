@@ -413,3 +413,35 @@ def test_save_of_several_images_shares_their_layers(berthd, dockerd, tmp_path):
         assert "Loaded image: share/a:1" in loaded and "Loaded image: share/b:1" in loaded
     finally:
         dockerd.docker("rmi", "share/a:1", "share/b:1", check=False)
+
+
+def test_crash_mid_load_is_repaired_at_start(berthd, busybox_tar, tmp_path):
+    """SIGKILL berthd while a load streams in; the next berthd removes the half-written ingest
+    and any half-applied layer, and the store is as before."""
+    import signal
+    import socket
+    import time
+
+    from tests.conftest import Berthd
+
+    berthd.docker("import", str(busybox_tar), "bb:1")
+    before = store_files(berthd)
+    big = docker_archive([([layer_tar([("file", "big", os.urandom(8 << 20))])], ["big:1"])])
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(berthd.sock))
+    s.sendall(b"POST /v1.41/images/load HTTP/1.1\r\nHost: x\r\nContent-Length: "
+              + str(len(big)).encode() + b"\r\n\r\n" + big[:len(big) // 2])
+    deadline = time.monotonic() + 10
+    ingest = berthd.root / "image/content/ingest"
+    while not os.listdir(ingest) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.listdir(ingest), "the load never started writing"
+    berthd.proc.send_signal(signal.SIGKILL)
+    berthd.proc.wait(10)
+    s.close()
+    berthd.log.close()
+    again = Berthd(berthd.base)  # a new daemon on the same root, run dir and socket
+    berthd.proc, berthd.log = again.proc, again.log  # the fixture ends this one
+    assert os.listdir(ingest) == []
+    assert store_files(berthd) == before
+    assert berthd.docker("images", "--format", "{{.Repository}}").stdout == "bb\n"
