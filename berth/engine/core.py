@@ -54,10 +54,9 @@ class Engine:
 
     def system_df(self) -> dict:
         """``GET /system/df``: images now; containers, volumes, build cache by their issues."""
-        images = self.images.df()
-        return {"LayersSize": sum(i.get("_unique", 0) for i in images) if images else 0,
-                "Images": [{k: v for k, v in i.items() if not k.startswith("_")} for i in images],
-                "Containers": [], "Volumes": [], "BuildCache": []}
+        d = self.images.df()
+        return {"LayersSize": d["LayersSize"], "Images": d["Images"], "Containers": [],
+                "Volumes": [], "BuildCache": [], "BuilderSize": 0}
 
     # --- system -------------------------------------------------------------------------
     def version(self, api_version: str, min_api_version: str) -> dict:

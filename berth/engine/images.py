@@ -501,13 +501,13 @@ class ImageService:
         return sum(self.store.snapshots.usage(i["name"]) for i in self.store.snapshots.walk()
                    if i["kind"] == "committed")
 
-    def df(self) -> list[dict]:
-        out = self.list(shared_size=True)
-        for s in out:
+    def df(self) -> dict:
+        """``/system/df``'s image part: every image with its shared size, and the bytes of all
+        layers (each counted once)."""
+        images = self.list(shared_size=True)
+        for s in images:
             s["Containers"] = 0
-        if out:
-            out[0]["_unique"] = self._total_layers()
-        return out
+        return {"LayersSize": self._total_layers(), "Images": images}
 
     # --------------------------------------------------------------------- load
     def load(self, read: Callable[[int], bytes], quiet: bool = False,
