@@ -12,7 +12,6 @@ Lookup (``resolve``) follows dockerd: a full ``sha256:`` ID; else a reference (`
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import logging
 import os
@@ -420,7 +419,6 @@ class ImageService:
             pass
         in_use = self.store.image_in_use(iid)
         if by_ref is not None:
-            tags = [x for x in all_refs if refs.parse(x).tag]
             # untag only, unless it is the image's last reference
             if len(all_refs) > 1 or (in_use and not force):
                 if in_use and len(all_refs) == 1:
@@ -431,7 +429,6 @@ class ImageService:
                 fam = refs.parse(by_ref).familiar()
                 out.append({"Untagged": fam})
                 self.events.publish("image", "untag", iid, {"name": fam})
-                _ = tags
                 return out
         else:
             if len([x for x in all_refs if refs.parse(x).tag]) > 1 and not force:
@@ -630,25 +627,7 @@ class ImageService:
             if iid not in items:
                 items[iid] = SaveItem(self.store.get(iid), [], [])
                 order.append(iid)
-            tagged = []
-            try:
-                r = refs.parse(n)
-                if r.digest is None and str(r.with_default_tag()) in self.store.refs_of(iid):
-                    tagged = [str(r.with_default_tag())]
-                elif r.tag is None and r.digest is None:
-                    pass
-            except refs.InvalidReference:
-                pass
-            if not tagged and refs.is_id_like(n):
-                tagged = []
-            elif not tagged:
-                # `save busybox` (a repository): every tag of it on this image
-                try:
-                    name = refs.parse(n).name
-                    tagged = [x for x in self.store.refs_of(iid)
-                              if refs.parse(x).name == name and refs.parse(x).tag]
-                except refs.InvalidReference:
-                    tagged = []
+            tagged = self._save_tags(n, iid)
             for full in tagged:
                 fam = refs.parse(full).familiar()
                 if fam not in items[iid].tags:
@@ -663,6 +642,20 @@ class ImageService:
                           self._diff_size)
         for iid in order:
             self.events.publish("image", "save", iid, {"name": iid})
+
+    def _save_tags(self, name: str, iid: str) -> list[str]:
+        """The references ``save NAME`` writes: ``repo:tag`` itself, every tag of ``repo`` on
+        that image, none for an ID."""
+        try:
+            r = refs.parse(name)
+        except refs.InvalidReference:
+            return []
+        mine = self.store.refs_of(iid)
+        if r.digest:
+            return []
+        if r.tag:
+            return [str(r)] if str(r) in mine else []
+        return [x for x in mine if refs.parse(x).name == r.name and refs.parse(x).tag]
 
     def _diff_size(self, diff_id: str) -> int:
         for rec in self.store.images():
@@ -749,5 +742,3 @@ def _ref_match(familiar_tag: str, pattern: str) -> bool:
         return fnmatch.fnmatchcase(familiar_tag, pattern)
     return fnmatch.fnmatchcase(name, pattern)
 
-
-_ = hashlib
