@@ -60,11 +60,12 @@ def image_rows(images: list[dict], digests: bool, no_trunc: bool) -> list[dict]:
             "CreatedSince": human_duration(now - created) + " ago" if created else "N/A",
             "CreatedAt": _created_at(created),
             "Size": human_size(img.get("Size", 0)),
-            "VirtualSize": human_size(img.get("VirtualSize", img.get("Size", 0))),
+            # docker's formatter: Size with 3 significant digits, the others with 4
+            "VirtualSize": human_size(img.get("VirtualSize", img.get("Size", 0)), 4),
             "SharedSize": "N/A" if img.get("SharedSize", -1) < 0
-            else human_size(img["SharedSize"]),
+            else human_size(img["SharedSize"], 4),
             "UniqueSize": "N/A" if img.get("SharedSize", -1) < 0
-            else human_size(img.get("Size", 0) - img["SharedSize"]),
+            else human_size(img.get("Size", 0) - img["SharedSize"], 4),
             "Containers": "N/A" if img.get("Containers", -1) < 0 else str(img["Containers"]),
         }
         if not tags and not dgs:
@@ -106,8 +107,7 @@ def ls(ctx, argv) -> int:
     query = {"all": "1" if opts["all"] else None}
     if filters:
         query["filters"] = fastjson.dumps(filters)
-    images = ctx.client.get_json("/images/json", query) or []
-    images.sort(key=lambda i: i.get("Created", 0), reverse=True)
+    images = ctx.client.get_json("/images/json", query) or []  # newest first, as sent
     rows = image_rows(images, opts["digests"], opts["no_trunc"])
     fmt = opts["format"]
     if opts["quiet"]:
@@ -342,11 +342,7 @@ def inspect(ctx, argv, kind: str = "image") -> int:
         try:
             found.append(ctx.client.get_json(f"/images/{n}/json"))
         except APIError as e:
-            if e.status == 404:
-                ctx.err.write(f"Error: No such {'image' if kind == 'image' else 'object'}: "
-                              f"{n}\n")
-            else:
-                ctx.err.write(f"Error response from daemon: {e.message}\n")
+            ctx.err.write(f"Error response from daemon: {e.message}\n")
             status = 1
     if opts["format"]:
         out = render(opts["format"], found, {})

@@ -307,6 +307,8 @@ class ImageService:
             out.append(s)
         if shared_size:
             self._fill_shared(out)
+        # newest first, as dockerd answers (the CLIs print in this order)
+        out.sort(key=lambda s: (s["Created"], s["Id"]), reverse=True)
         return out
 
     def _fill_shared(self, summaries: list[dict]) -> None:
