@@ -342,6 +342,31 @@ class ImageStore:
                 self._set_snapshot_extra(c, {"parent": parent})
             parent = c
 
+    def commit_layer(self, key: str, lease: Lease) -> tuple[str, str, int]:
+        """Turn active snapshot ``key``'s own changes (a container's upperdir) into a layer:
+        the tar with OCI whiteouts goes into the content store and is applied as a new
+        committed snapshot on ``key``'s parent. → (diffID, ChainID, size). ``key`` stays."""
+        from .diff import write_diff
+
+        info = self.snapshots.stat(key)
+        parent = info["parent"]
+        w = self.content.writer()
+        try:
+            write_diff(self.snapshots.dir_of(key), w.write)
+            diff_id = w.commit()
+        except BaseException:
+            w.abort()
+            raise
+        lease.blobs.add(diff_id)
+        chain = diff_id if parent is None else chain_ids([parent, diff_id])[1]
+        size = self.unpack(diff_id, diff_id, chain, lease)
+        self.link_chain_to(chain, parent)
+        return diff_id, chain, size
+
+    def link_chain_to(self, name: str, parent: str | None) -> None:
+        if self.snapshots.stat(name)["parent"] != parent:
+            self._set_snapshot_extra(name, {"parent": parent})
+
     def image_size(self, rec: dict) -> int:
         total = 0
         for c in rec["chain_ids"]:

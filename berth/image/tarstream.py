@@ -252,9 +252,20 @@ def _pax_record(k: str, v: bytes) -> bytes:
 
 
 def header(name: str, size: int = 0, typ: bytes = REGTYPE, mode: int = 0o644,
-           mtime: int = 0, linkname: str = "", uid: int = 0, gid: int = 0) -> bytes:
-    """One entry's header block(s): ustar, with a pax header first when a field won't fit."""
+           mtime: float = 0, linkname: str = "", uid: int = 0, gid: int = 0,
+           xattrs: dict[str, bytes] | None = None, devmajor: int = 0,
+           devminor: int = 0) -> bytes:
+    """One entry's header block(s): ustar, with a pax header first when a field won't fit
+    (long names, sizes ≥ 8 GiB, large ids, xattrs)."""
     pax = {}
+    for k, v in (xattrs or {}).items():
+        pax["SCHILY.xattr." + k] = v
+    if uid >= 8 ** 7:
+        pax["uid"] = str(uid).encode()
+        uid = 0
+    if gid >= 8 ** 7:
+        pax["gid"] = str(gid).encode()
+        gid = 0
     bname = name.encode("utf-8", "surrogateescape")
     blink = linkname.encode("utf-8", "surrogateescape")
     if len(bname) > 100:
@@ -268,13 +279,14 @@ def header(name: str, size: int = 0, typ: bytes = REGTYPE, mode: int = 0o644,
     out = b""
     if pax:
         data = b"".join(_pax_record(k, v) for k, v in pax.items())
-        out += _block(b"././@PaxHeader", len(data), b"x", 0o644, mtime, b"", 0, 0)
+        out += _block(b"././@PaxHeader", len(data), b"x", 0o644, 0, b"", 0, 0)
         out += data + b"\0" * (-len(data) % BLOCK)
-    return out + _block(bname, size if size < 8 ** 11 else 0, typ, mode, mtime, blink, uid, gid)
+    return out + _block(bname, size if size < 8 ** 11 else 0, typ, mode, mtime, blink, uid, gid,
+                        devmajor, devminor)
 
 
-def _block(bname: bytes, size: int, typ: bytes, mode: int, mtime: int, blink: bytes,
-           uid: int, gid: int) -> bytes:
+def _block(bname: bytes, size: int, typ: bytes, mode: int, mtime: float, blink: bytes,
+           uid: int, gid: int, devmajor: int = 0, devminor: int = 0) -> bytes:
     h = bytearray(BLOCK)
     h[0:len(bname)] = bname
     h[100:108] = _octal(mode, 8)
@@ -286,6 +298,9 @@ def _block(bname: bytes, size: int, typ: bytes, mode: int, mtime: int, blink: by
     h[156:157] = typ
     h[157:157 + len(blink)] = blink
     h[257:265] = b"ustar\x0000"
+    if typ in (CHRTYPE, BLKTYPE):
+        h[329:337] = _octal(devmajor, 8)
+        h[337:345] = _octal(devminor, 8)
     chk = sum(h)
     h[148:156] = b"%06o\0 " % chk
     return bytes(h)

@@ -334,3 +334,46 @@ def test_chain_ids_follow_the_oci_rule():
     a, b = sha(b"a"), sha(b"b")
     assert chain_ids([a]) == [a]
     assert chain_ids([a, b])[1] == "sha256:" + hashlib.sha256(f"{a} {b}".encode()).hexdigest()
+
+
+@pytest.mark.root
+def test_container_changes_commit_as_a_layer_with_whiteouts(tmp_path):
+    """prepare → mount → delete / add / replace a directory → commit_layer: the layer tar has
+    OCI whiteouts, and the committed chain mounts with exactly the changed files."""
+    store = ImageStore(str(tmp_path / "store"))
+    base = layer_tar([("dir", "etc"), ("file", "etc/keep", b"k"), ("file", "etc/rm", b"r"),
+                      ("dir", "data"), ("file", "data/old", b"o"), ("file", "hl", b"h")])
+    with store.lease() as lease:
+        d = store.content.write_blob(base)
+        lease.blobs.add(d)
+        store.unpack(d, d, d, lease)
+        store.snapshots.prepare("c1", d)
+        target = tmp_path / "rootfs"
+        target.mkdir()
+        mount_all(store.snapshots.mounts("c1"), str(target))
+        try:
+            os.unlink(target / "etc/rm")
+            (target / "etc/new").write_text("n")
+            subprocess.run(["rm", "-rf", str(target / "data")], check=True)
+            (target / "data").mkdir()
+            (target / "data/fresh").write_text("f")
+            os.link(target / "etc/new", target / "etc/new-link")
+        finally:
+            subprocess.run(["umount", str(target)], check=True)
+        diff_id, chain, _ = store.commit_layer("c1", lease)
+        with tarfile.open(store.content.path(diff_id)) as tf:
+            names = {m.name.rstrip("/"): m for m in tf.getmembers()}
+        assert "etc/.wh.rm" in names and "data/.wh..wh..opq" in names
+        assert names["etc/new-link"].islnk() and names["etc/new-link"].linkname == "etc/new"
+        assert "etc/keep" not in names  # unchanged lower files are not in the diff
+        store.snapshots.view("v1", chain)
+        view = tmp_path / "view"
+        view.mkdir()
+        mount_all(store.snapshots.mounts("v1"), str(view))
+        try:
+            assert files_in(view) == {"etc", "etc/keep", "etc/new", "etc/new-link", "data",
+                                      "data/fresh", "hl"}
+        finally:
+            subprocess.run(["umount", str(view)], check=True)
+        store.snapshots.remove("v1")
+        store.snapshots.remove("c1")
