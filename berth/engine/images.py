@@ -591,6 +591,7 @@ class ImageService:
         if errors:
             raise errors[0]
         self.store.link_chain(chains)
+        self._drop_plain_blobs(img.layers, diff_ids)
         manifest_desc = None
         if img.manifest_digest:
             manifest_desc = {"mediaType": img.manifest.get("mediaType", MT_OCI_MANIFEST),
@@ -598,6 +599,10 @@ class ImageService:
                              "size": content.size(img.manifest_digest)}
         else:
             manifest_desc = self._write_manifest(img.config, img.config_size, img.layers, lease)
+        # the blobs kept (configs, manifests, compressed layers) are made durable before the
+        # record that names them
+        self.store.content.sync([img.config, manifest_desc["digest"],
+                                 *(la["digest"] for la in img.layers)])
         rec = {"id": img.config,
                "config": {"mediaType": img.config_media_type, "digest": img.config,
                           "size": img.config_size},
@@ -605,6 +610,12 @@ class ImageService:
                "chain_ids": chains, "loaded": _rfc3339(time.time())}
         self.store.put(rec)
         return rec
+
+    def _drop_plain_blobs(self, layers: list[dict], diff_ids: list[str]) -> None:
+        """An uncompressed layer whose snapshot can rebuild it lives on disk once: as files."""
+        for layer, d in zip(layers, diff_ids, strict=True):
+            if layer["digest"] == d:
+                self.store.drop_layer_blob(d)
 
     def _write_manifest(self, config: str, config_size: int, layers: list[dict],
                         lease) -> dict:
@@ -641,7 +652,7 @@ class ImageService:
                 lease.blobs.update([rec["config"]["digest"], rec["manifest"]["digest"]])
                 lease.blobs.update(la["digest"] for la in rec["layers"])
             write_archive(self.store.content, [items[i] for i in order], write,
-                          self._diff_size)
+                          self._diff_size, self.store.open_layer, self.store.layer_size)
         for iid in order:
             self.events.publish("image", "save", iid, {"name": iid})
 
@@ -701,6 +712,7 @@ class ImageService:
             lease.blobs.add(diff_id)
             size = self.store.content.size(diff_id)
             self.store.unpack(diff_id, diff_id, diff_id, lease, allow_devices=allow_devices)
+            self.store.drop_layer_blob(diff_id)
             now = _rfc3339(time.time())
             u = os.uname()
             arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(u.machine, u.machine)

@@ -119,7 +119,7 @@ class ArchiveReader:
                 if not chunk:
                     break
                 w.write(chunk)
-            digest = w.commit(expected, e.size)
+            digest = w.commit(expected, e.size, sync=False)  # synced by the loader
         except BaseException:
             w.abort()
             raise
@@ -284,18 +284,35 @@ class SaveItem:
 
 
 def write_archive(content: ContentStore, items: list[SaveItem], write: Callable[[bytes], object],
-                  diff_size: Callable[[str], int]) -> None:
-    """Write one tar that is both an OCI layout and a docker-archive."""
+                  diff_size: Callable[[str], int], open_layer: Callable[[str], object],
+                  layer_size: Callable[[str], int]) -> None:
+    """Write one tar that is both an OCI layout and a docker-archive. Layers are read through
+    ``open_layer`` (a blob, or a tar rebuilt from its snapshot)."""
     tw = tarstream.TarWriter(write)
     written: set[str] = set()
     tw.add_dir("blobs")
     tw.add_dir("blobs/sha256")
 
-    def blob(digest: str) -> None:
+    def blob(digest: str, layer: bool = False) -> None:
         if digest in written:
             return
         written.add(digest)
-        tw.add_file(f"blobs/sha256/{parse_digest(digest)}", content.path(digest))
+        name = f"blobs/sha256/{parse_digest(digest)}"
+        if not layer:
+            tw.add_file(name, content.path(digest))
+            return
+        size = layer_size(digest)
+        write(tarstream.header(name, size))
+        left = size
+        with open_layer(digest) as f:
+            while left:
+                b = f.read(min(1 << 20, left))
+                if not b:
+                    raise BadImageArchive(f"layer {digest}: shorter than its size")
+                write(b)
+                left -= len(b)
+        if size % 512:
+            write(b"\0" * (-size % 512))
 
     docker_manifest = []
     index = {"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": []}
@@ -304,7 +321,7 @@ def write_archive(content: ContentStore, items: list[SaveItem], write: Callable[
         blob(rec["config"]["digest"])
         layer_paths = []
         for layer, diff_id in zip(rec["layers"], rec["diff_ids"], strict=True):
-            blob(layer["digest"])
+            blob(layer["digest"], layer=True)
             if layer["digest"] == diff_id:
                 layer_paths.append(f"blobs/sha256/{parse_digest(diff_id)}")
                 continue
@@ -313,7 +330,7 @@ def write_archive(content: ContentStore, items: list[SaveItem], write: Callable[
                 written.add(diff_id)
                 size = diff_size(diff_id)
                 tw.write(tarstream.header(f"blobs/sha256/{parse_digest(diff_id)}", size))
-                with content.open(layer["digest"]) as f:
+                with open_layer(layer["digest"]) as f:
                     read, _ = decompressed(f.read, f"layer {layer['digest']}")
                     left = size
                     while True:

@@ -123,8 +123,11 @@ class Writer:
     def digest(self) -> str:
         return "sha256:" + self.hash.hexdigest()
 
-    def commit(self, expected: str | None = None, size: int | None = None) -> str:
-        """Verify and publish the blob; → its digest. On a mismatch the ingest is removed."""
+    def commit(self, expected: str | None = None, size: int | None = None,
+               sync: bool = True) -> str:
+        """Verify and publish the blob; → its digest. On a mismatch the ingest is removed.
+        ``sync=False`` leaves the fsync to the caller (``ContentStore.sync``): a load does not
+        pay for blobs it drops right after unpacking them."""
         expected = expected or self.expected
         size = self.size if size is None else size
         if self.exists:
@@ -137,11 +140,13 @@ class Writer:
                                    f"the expected {size}")
             if expected is not None and got != expected:
                 raise DigestMismatch(f"digest mismatch: expected {expected}, got {got}")
-            os.fsync(self._fd)
+            if sync:
+                os.fsync(self._fd)
             target = self.store.path(got)
             if not os.path.exists(target):
                 os.rename(self.data, target)
-                self.store._fsync_blobs()
+                if sync:
+                    self.store._fsync_blobs()
         except BaseException:
             self._finish(remove=True)
             raise
@@ -270,6 +275,19 @@ class ContentStore:
             os.close(fd)
             n += 1
         return n
+
+    def sync(self, digests) -> None:
+        """fsync blobs committed with ``sync=False`` (those that exist), then the directory."""
+        for d in digests:
+            try:
+                fd = os.open(self.path(d), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._fsync_blobs()
 
     def _fsync_blobs(self) -> None:
         fd = os.open(self.blobs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

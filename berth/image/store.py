@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -29,11 +30,13 @@ from collections.abc import Callable, Iterable
 from berth import atomic
 from berth.errors import NotFound
 
-from . import tarstream
+from . import tarsplit, tarstream
 from .apply import Applier
 from .compression import decompressed
 from .content import ContentStore, DigestMismatch
 from .snapshot import Snapshotter
+
+log = logging.getLogger("berth.image")
 
 
 class NoSuchImage(NotFound):
@@ -97,9 +100,11 @@ class _CountingReader:
 class Extracted:
     """A layer applied into the active snapshot ``key``, with its diffID and sizes."""
 
-    __slots__ = ("key", "diff_id", "diff_size", "size")
+    __slots__ = ("key", "diff_id", "diff_size", "size", "split")
 
-    def __init__(self, key: str, diff_id: str, diff_size: int, size: int) -> None:
+    def __init__(self, key: str, diff_id: str, diff_size: int, size: int,
+                 split: bool = False) -> None:
+        self.split = split
         self.key = key
         self.diff_id = diff_id
         self.diff_size = diff_size
@@ -274,27 +279,81 @@ class ImageStore:
             return self._unpack_locks.setdefault(chain_id, threading.Lock())
 
     def extract(self, layer_digest: str, allow_devices: bool = True) -> Extracted:
-        """Apply a layer blob into a new active snapshot (not yet named by its ChainID).
+        """Apply a layer into a new active snapshot (not yet named by its ChainID).
 
         The diffID is computed while applying; for an uncompressed blob it is the blob's own
         digest, which the content store verified when the blob came in, so it is not hashed
-        again. On failure nothing is left."""
+        again, and a tar-split is recorded so the blob need not be kept. On failure nothing
+        is left."""
         key = "extract-" + os.urandom(8).hex()
         self.snapshots.prepare(key, None)
         try:
-            with self.content.open(layer_digest) as f:
+            with self.open_layer(layer_digest) as f:
                 read, kind = decompressed(f.read, f"layer {layer_digest}")
-                h = _HashingReader(read) if kind != "none" else _CountingReader(read)
+                plain = kind == "none"
+                h = _HashingReader(read) if not plain else _CountingReader(read)
+                recorder = tarsplit.Recorder() if plain else None
                 applier = Applier(self.snapshots.dir_of(key), f"layer {layer_digest}",
-                                  allow_devices=allow_devices)
-                reader = tarstream.TarReader(h.read, f"layer {layer_digest}")
+                                  allow_devices=allow_devices, recorder=recorder)
+                reader = tarstream.TarReader(h.read, f"layer {layer_digest}", capture=plain)
                 applier.apply(reader)
                 reader.drain()
-            diff_id = layer_digest if kind == "none" else "sha256:" + h.hash.hexdigest()
-            return Extracted(key, diff_id, h.size, applier.size)
+            split = bool(plain and applier.recorder is not None and reader.exact
+                         and reader.trailer is not None)
+            if split:
+                recorder.save(self.snapshots.path_of(key, tarsplit.NAME), reader.trailer)
+            diff_id = layer_digest if plain else "sha256:" + h.hash.hexdigest()
+            return Extracted(key, diff_id, h.size, applier.size, split)
         except BaseException:
             self.snapshots.remove(key)
             raise
+
+    # ---------------------------------------------------------------- layer bytes
+    def _split_snapshot(self, diff_id: str) -> str | None:
+        for info in self.snapshots.walk():
+            if info.get("diff_id") == diff_id and info.get("tarsplit"):
+                return info["name"]
+        return None
+
+    def open_layer(self, digest: str):
+        """The layer's bytes (a file-like ``read``): its blob, or, for an uncompressed layer
+        kept only as files, the tar rebuilt from its snapshot and tar-split."""
+        try:
+            return self.content.open(digest)
+        except NotFound:
+            name = self._split_snapshot(digest)
+            if name is None:
+                raise
+            return tarsplit.Reader(self.snapshots.dir_of(name),
+                                   self.snapshots.path_of(name, tarsplit.NAME))
+
+    def layer_size(self, digest: str) -> int:
+        try:
+            return self.content.size(digest)
+        except NotFound:
+            name = self._split_snapshot(digest)
+            if name is None:
+                raise
+            return self.snapshots.stat(name)["diff_size"]
+
+    def drop_layer_blob(self, digest: str) -> bool:
+        """Delete an uncompressed layer's blob once a verified tar-split can rebuild it."""
+        with self.lock:
+            if self._split_snapshot(digest) is None or not self.content.exists(digest):
+                return False
+            self.content.delete(digest)
+            return True
+
+    def _verify_split(self, name: str, diff_size: int) -> bool:
+        """Check a tar-split against its snapshot without reading the content: the rebuilt
+        length must be the layer's and every content file must have its recorded size. (The
+        bytes themselves are the ones the applier wrote from the verified blob, at paths no
+        later entry touched; ``Applier`` drops the record otherwise.)"""
+        split = self.snapshots.path_of(name, tarsplit.NAME)
+        try:
+            return tarsplit.check(self.snapshots.dir_of(name), split, diff_size)
+        except (OSError, tarsplit.TarSplitError):
+            return False
 
     def discard(self, ex: Extracted) -> None:
         if self.snapshots.exists(ex.key):
@@ -320,8 +379,16 @@ class ImageStore:
                     raise DigestMismatch(f"layer {layer_digest}: diffID mismatch: the config "
                                          f"says {diff_id}, the content is {ex.diff_id}")
                 if self.snapshots.commit(chain_id, ex.key, size=ex.size):
-                    self._set_snapshot_extra(chain_id, {"diff_size": ex.diff_size,
-                                                        "diff_id": diff_id})
+                    extra = {"diff_size": ex.diff_size, "diff_id": diff_id}
+                    if ex.split:
+                        # trusted only once it rebuilds the very bytes of the diffID
+                        if self._verify_split(chain_id, ex.diff_size):
+                            extra["tarsplit"] = True
+                        else:
+                            log.warning("layer %s: tar-split does not rebuild it; keeping "
+                                        "the blob", diff_id)
+                            os.unlink(self.snapshots.path_of(chain_id, tarsplit.NAME))
+                    self._set_snapshot_extra(chain_id, extra)
             finally:
                 self.discard(ex)
             return ex.diff_size

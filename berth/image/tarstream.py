@@ -38,7 +38,7 @@ class BadArchive(InvalidArgument):
 
 class Entry:
     __slots__ = ("name", "type", "size", "mode", "uid", "gid", "mtime", "linkname",
-                 "devmajor", "devminor", "xattrs", "uname", "gname", "_left")
+                 "devmajor", "devminor", "xattrs", "uname", "gname", "_left", "raw")
 
     def __init__(self) -> None:
         self.xattrs: dict[str, bytes] = {}
@@ -90,7 +90,14 @@ def _parse_pax(data: bytes) -> dict[str, bytes]:
 
 
 class TarReader:
-    def __init__(self, read: Callable[[int], bytes], what: str = "archive") -> None:
+    def __init__(self, read: Callable[[int], bytes], what: str = "archive",
+                 capture: bool = False) -> None:
+        # capture: keep each entry's raw header blocks (``entry.raw``) and the bytes after the
+        # last entry (``trailer``), so the exact archive can be rebuilt from them and the
+        # entries' contents (a tar-split, as dockerd keeps one per layer).
+        self.capture = capture
+        self.trailer: bytes | None = None
+        self.exact = True  # False once something the raw parts cannot rebuild was seen
         self._read = read
         self.what = what
         self._buf = b""
@@ -123,7 +130,9 @@ class TarReader:
                 break
         pad = -e.size % BLOCK
         if pad:
-            self._readn(pad)
+            padding = self._readn(pad)
+            if self.capture and padding.count(0) != pad:
+                self.exact = False
         self._current = None
 
     def read_content(self, e: Entry, n: int = 1 << 20) -> bytes:
@@ -161,6 +170,11 @@ class TarReader:
             if not b:
                 return
             self.pos += len(b)
+            if self.capture and self.trailer is not None:
+                if len(self.trailer) + len(b) > 1 << 20:
+                    self.exact = False
+                    self.trailer = b""
+                self.trailer += b
 
     def __iter__(self) -> Iterator[Entry]:
         pax_global: dict[str, bytes] = {}
@@ -168,6 +182,7 @@ class TarReader:
             self._skip_content()
             pax: dict[str, bytes] = {}
             longname = longlink = None
+            raw: list[bytes] = []
             while True:
                 try:
                     hdr = self._readn(BLOCK)
@@ -177,8 +192,12 @@ class TarReader:
                     raise
                 if hdr == b"\0" * BLOCK:
                     # end of archive (one or two zero blocks; read the rest as padding)
+                    if self.capture:
+                        self.trailer = hdr + self._buf
                     self._buf = b""
                     return
+                if self.capture:
+                    raw.append(hdr)
                 chk = _num(hdr[148:156], "checksum")
                 calc = sum(hdr[:148]) + 32 * 8 + sum(hdr[156:])
                 if chk != calc:
@@ -190,7 +209,10 @@ class TarReader:
                 typ = hdr[156:157]
                 size = _num(hdr[124:136], "size")
                 if typ in (b"x", b"g", b"L", b"K"):
-                    data = self._readn(size + (-size % BLOCK))[:size]
+                    block = self._readn(size + (-size % BLOCK))
+                    if self.capture:
+                        raw.append(block)
+                    data = block[:size]
                     if typ == b"x":
                         pax.update(_parse_pax(data))
                     elif typ == b"g":
@@ -233,6 +255,7 @@ class TarReader:
             if e.type in (LNKTYPE, SYMTYPE, DIRTYPE, CHRTYPE, BLKTYPE, FIFOTYPE):
                 e.size = 0 if e.type != LNKTYPE else e.size
             e._left = e.size
+            e.raw = b"".join(raw) if self.capture else b""
             self._current = e
             yield e
 
