@@ -427,3 +427,20 @@ def test_layer_that_overwrites_itself_keeps_its_blob(tmp_path):
     with store.open_layer(d) as f:
         assert f.read() == data
     assert open(os.path.join(store.snapshots.dir_of(d), "a"), "rb").read() == b"second"
+
+
+@pytest.mark.root
+def test_same_layer_in_another_chain_is_rebuilt_from_its_snapshot(tmp_path):
+    x = layer_tar([("file", "x", os.urandom(2 << 20))])
+    y = layer_tar([("file", "y", b"y")])
+    store = ImageStore(str(tmp_path / "store"))
+    with store.lease() as lease:
+        dx = store.content.write_blob(x)
+        store.unpack(dx, dx, dx, lease)
+        assert store.drop_layer_blob(dx)
+        dy = store.content.write_blob(y)
+        store.unpack(dy, dy, dy, lease)
+        chain = chain_ids([dy, dx])
+        store.unpack(dx, dx, chain[1], lease)  # x on top of y: needs x's tar again
+        store.link_chain(chain)
+        assert files_in(store.snapshots.dir_of(chain[1])) == {"x"}
