@@ -635,12 +635,20 @@ class ImageService:
             raise InvalidArgument("no images to save")
         items: dict[str, SaveItem] = {}
         order = []
+        pairs: list[tuple[str, list[str]]] = []
         for n in names:
+            repo_tags = self._repository_tags(n)
+            if repo_tags:
+                # `save busybox`: every tagged image of the repository, as docker saves it
+                for full, iid in repo_tags:
+                    pairs.append((iid, [full]))
+                continue
             iid = self.resolve(n)
+            pairs.append((iid, self._save_tags(n, iid)))
+        for iid, tagged in pairs:
             if iid not in items:
                 items[iid] = SaveItem(self.store.get(iid), [], [])
                 order.append(iid)
-            tagged = self._save_tags(n, iid)
             for full in tagged:
                 fam = refs.parse(full).familiar()
                 if fam not in items[iid].tags:
@@ -655,6 +663,21 @@ class ImageService:
                           self._diff_size, self.store.open_layer, self.store.layer_size)
         for iid in order:
             self.events.publish("image", "save", iid, {"name": iid})
+
+    def _repository_tags(self, name: str) -> list[tuple[str, str]]:
+        """For a bare repository name: [(reference, image ID)] of each of its tags."""
+        try:
+            r = refs.parse(name)
+        except refs.InvalidReference:
+            return []
+        if r.tag or r.digest:
+            return []
+        out = []
+        for full, iid in sorted(self.store.refs().items()):
+            p = refs.parse(full)
+            if p.name == r.name and p.tag:
+                out.append((full, iid))
+        return out
 
     def _save_tags(self, name: str, iid: str) -> list[str]:
         """The references ``save NAME`` writes: ``repo:tag`` itself, every tag of ``repo`` on

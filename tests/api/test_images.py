@@ -453,3 +453,20 @@ def test_crash_mid_load_is_repaired_at_start(berthd, busybox_tar, tmp_path):
     assert os.listdir(ingest) == []
     assert store_files(berthd) == before
     assert berthd.docker("images", "--format", "{{.Repository}}").stdout == "bb\n"
+
+
+def test_save_of_a_repository_saves_all_its_tags(berthd, dockerd, tmp_path):
+    one = [layer_tar([("file", "v", b"1")])]
+    two = [layer_tar([("file", "v", b"2")])]
+    berthd.docker("load", input=docker_archive([(one, ["repo/app:1"]), (two, ["repo/app:2"])]))
+    berthd.docker("tag", "repo/app:2", "repo/other:x")
+    out = tmp_path / "repo.tar"
+    berthd.docker("save", "-o", str(out), "repo/app")
+    with tarfile.open(out) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))
+    assert sorted(t for m in manifest for t in m["RepoTags"]) == ["repo/app:1", "repo/app:2"]
+    loaded = dockerd.docker("load", "-i", str(out)).stdout.decode()
+    try:
+        assert "Loaded image: repo/app:1" in loaded and "Loaded image: repo/app:2" in loaded
+    finally:
+        dockerd.docker("rmi", "repo/app:1", "repo/app:2", check=False)
