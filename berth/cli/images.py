@@ -10,7 +10,7 @@ from berth import fastjson
 from .client import APIError
 from .common import Spec, stream_json
 from .flags import Flag, UsageError
-from .format import go_json, human_duration, human_size, render
+from .format import human_duration, human_size, render
 from .system import parse_filter_flags
 
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
@@ -309,7 +309,7 @@ def history(ctx, argv) -> int:
             "ID": hid,
             "CreatedSince": (human_duration(now - created) + " ago") if opts["human"]
             else _created_at(created).replace(" +0000 UTC", "Z").replace(" ", "T"),
-            "CreatedAt": _created_at(created),
+            "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
             "CreatedBy": created_by,
             "Size": human_size(h.get("Size", 0)) if opts["human"] else str(h.get("Size", 0)),
             "Comment": h.get("Comment", ""),
@@ -319,6 +319,8 @@ def history(ctx, argv) -> int:
         fmt = "{{.ID}}"
     elif not fmt or fmt == "table":
         fmt = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+    elif fmt == "json":
+        fmt = "{{json .}}"
     headers = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
     ctx.out.write(render(fmt, rows, headers))
@@ -344,9 +346,13 @@ def inspect(ctx, argv, kind: str = "image") -> int:
         except APIError as e:
             ctx.err.write(f"Error response from daemon: {e.message}\n")
             status = 1
-    if opts["format"]:
-        out = render(opts["format"], found, {})
-        ctx.out.write(out)
+    if opts["format"] == "json":
+        # the daemon's JSON as it came (docker keeps its field order), HTML-safe as Go's
+        text = fastjson.dumps(found)
+        ctx.out.write(text.replace("<", "\\u003c").replace(">", "\\u003e")
+                      .replace("&", "\\u0026") + "\n")
+    elif opts["format"]:
+        ctx.out.write(render(opts["format"], found, {}))
     else:
         import json
 
@@ -396,4 +402,4 @@ def prune(ctx, argv) -> int:
 
 COMMANDS = {"ls": ls, "tag": tag, "rm": rm, "load": load, "save": save, "import": import_,
             "history": history, "inspect": inspect, "inspect_any": inspect_any, "prune": prune}
-_unused = (UsageError, go_json)
+_unused = (UsageError,)
