@@ -9,7 +9,7 @@ from berth import fastjson
 
 from .client import APIError
 from .common import Spec, stream_json
-from .flags import Flag, UsageError
+from .flags import Flag
 from .format import human_duration, human_size, render
 from .system import parse_filter_flags
 
@@ -402,4 +402,3 @@ def prune(ctx, argv) -> int:
 
 COMMANDS = {"ls": ls, "tag": tag, "rm": rm, "load": load, "save": save, "import": import_,
             "history": history, "inspect": inspect, "inspect_any": inspect_any, "prune": prune}
-_unused = (UsageError,)

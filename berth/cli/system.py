@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .common import Spec
 from .flags import Flag
-from .format import go_json, human_size, render
+from .format import human_size, render
 
 
 def version(ctx, argv) -> int:
@@ -177,4 +177,3 @@ def df(ctx, argv) -> int:
 
 
 COMMANDS = {"version": version, "info": info, "events": events, "df": df}
-_ = go_json

@@ -408,6 +408,11 @@ class ImageService:
         return ref.familiar()
 
     def remove(self, name: str, force: bool = False, noprune: bool = False) -> list[dict]:
+        # one decision on one state: a concurrent tag or load cannot slip in between
+        with self.store.lock:
+            return self._remove(name, force)
+
+    def _remove(self, name: str, force: bool) -> list[dict]:
         iid = self.resolve(name)
         out: list[dict] = []
         all_refs = self.store.refs_of(iid)
@@ -458,7 +463,10 @@ class ImageService:
         return [{"Deleted": iid}] + [{"Deleted": s} for s in removed["snapshots"]]
 
     def prune(self, filters: dict[str, list[str]] | None = None) -> dict:
-        filters = filters or {}
+        with self.store.lock:
+            return self._prune(filters or {})
+
+    def _prune(self, filters: dict[str, list[str]]) -> dict:
         dangling_only = True
         if filters.get("dangling"):
             dangling_only = filters["dangling"][-1].lower() in ("true", "1")
