@@ -470,3 +470,28 @@ def test_save_of_a_repository_saves_all_its_tags(berthd, dockerd, tmp_path):
         assert "Loaded image: repo/app:1" in loaded and "Loaded image: repo/app:2" in loaded
     finally:
         dockerd.docker("rmi", "repo/app:1", "repo/app:2", check=False)
+
+
+def test_oci_layout_with_gzip_and_zstd_layers(berthd, dockerd, tmp_path):
+    from tests.image.imagebuild import oci_layout
+
+    layers = [(layer_tar([("file", "plain", os.urandom(2000))]), "none"),
+              (layer_tar([("file", "gz", os.urandom(3000))]), "gzip"),
+              (layer_tar([("whiteout", "plain"), ("file", "zs", b"z" * 5000)]), "zstd")]
+    out = berthd.berth("load", input=oci_layout(layers, "docker.io/library/mixed:1")).stdout
+    assert out == "Loaded image: mixed:1\n"
+    insp = json.loads(berthd.docker("image", "inspect", "mixed:1").stdout)[0]
+    assert insp["RootFS"]["Layers"] == [sha(x) for x, _ in layers]
+    saved = tmp_path / "mixed.tar"
+    berthd.docker("save", "-o", str(saved), "mixed:1")
+    with tarfile.open(saved) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))
+        # the docker-archive half points at the uncompressed tars, byte for byte
+        for path, (data, _) in zip(manifest[0]["Layers"], layers, strict=True):
+            assert tf.extractfile(path).read() == data
+    assert "Loaded image: mixed:1" in dockerd.docker("load", "-i", str(saved)).stdout.decode()
+    try:
+        assert dockerd.docker("image", "inspect", "-f", "{{.Id}}", "mixed:1").stdout.decode() \
+            == insp["Id"] + "\n"
+    finally:
+        dockerd.docker("rmi", "mixed:1", check=False)
