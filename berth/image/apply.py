@@ -5,7 +5,7 @@ dockerd's overlay2 and containerd's overlay snapshotter store layers):
 
 - ``.wh.NAME``        → ``NAME`` as a character device 0/0 (overlay's whiteout);
 - ``.wh..wh..opq``    → the directory gets ``trusted.overlay.opaque=y``;
-- other ``.wh..wh.*`` (aufs metadata) are ignored;
+- other ``.wh..wh.*`` (aufs metadata) are ignored, and so are ``trusted.overlay.*`` xattrs;
 - regular files, directories, symlinks, hard links, fifos and (where allowed) device nodes
   with their ownership, mode (setuid/setgid/sticky kept: chmod after chown), mtime and xattrs.
 
@@ -219,6 +219,11 @@ class Applier:
         if self.same_owner:
             os.chown(p, e.uid, e.gid, follow_symlinks=False)
         for k, v in e.xattrs.items():
+            if k.startswith("trusted.overlay."):
+                # overlayfs's own markers (redirect, origin, metacopy...) are not data: taken
+                # from an archive they would steer the union mount. Opaque dirs and whiteouts
+                # come only from the .wh. entries.
+                continue
             try:
                 os.setxattr(p, k, v, follow_symlinks=False)
             except OSError as err:

@@ -30,7 +30,8 @@ from .apply import clean_name
 from .compression import decompressed
 from .content import ContentStore, parse_digest
 
-SMALL = 1 << 20  # files up to this size may be JSON metadata: kept in memory
+SMALL = 1 << 20  # files up to this size may be JSON metadata: kept in memory...
+MEMORY = 64 << 20  # ...up to this much in all; the rest goes to the content store
 MAX_JSON = 64 << 20
 
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -76,6 +77,7 @@ class ArchiveReader:
         self.files: dict[str, bytes] = {}
         self.blobs: dict[str, str] = {}  # archive path → digest
         self.aliases: dict[str, str] = {}
+        self._in_memory = 0
 
     def read(self, read: Callable[[int], bytes]) -> list[ArchiveImage]:
         read, _ = decompressed(read, self.what)  # `docker load` takes a gzipped archive too
@@ -96,7 +98,8 @@ class ArchiveReader:
                 except InvalidArgument:
                     raise BadImageArchive(f"{self.what}: bad blob name {name!r}") from None
                 self._ingest(reader, e, name, digest)
-            elif e.size <= SMALL:
+            elif e.size <= SMALL and self._in_memory + e.size <= MEMORY:
+                self._in_memory += e.size
                 data = _read_all(reader, e)
                 self.files[name] = data
                 if parts[-1] == "layer.tar":
@@ -104,6 +107,9 @@ class ArchiveReader:
             else:
                 self._ingest(reader, e, name, None)
         reader.drain()
+        for name in ("manifest.json", "index.json"):
+            if name not in self.files and name in self.blobs:
+                self.files[name] = self._json_file(name)[0]
         if "manifest.json" in self.files:
             return self._docker_archive()
         if "index.json" in self.files:

@@ -444,3 +444,38 @@ def test_same_layer_in_another_chain_is_rebuilt_from_its_snapshot(tmp_path):
         store.unpack(dx, dx, chain[1], lease)  # x on top of y: needs x's tar again
         store.link_chain(chain)
         assert files_in(store.snapshots.dir_of(chain[1])) == {"x"}
+
+
+@pytest.mark.root
+def test_overlay_xattrs_from_an_archive_are_not_applied(tmp_path):
+    d = tarfile.TarInfo("dir")
+    d.type = tarfile.DIRTYPE
+    d.pax_headers = {"SCHILY.xattr.trusted.overlay.redirect": "/etc",
+                     "SCHILY.xattr.trusted.overlay.opaque": "y", "SCHILY.xattr.user.ok": "1"}
+    layer = apply(tmp_path, layer_tar([("raw", d, None)]))
+    names = os.listxattr(os.path.join(layer, "dir"))
+    assert "user.ok" in names and not [n for n in names if n.startswith("trusted.overlay.")]
+
+
+def test_archive_reader_keeps_bounded_memory(tmp_path, monkeypatch):
+    """Small files beyond the memory budget go to the content store, not to RAM; the
+    manifest is still found there."""
+    from berth.image import archive
+    from berth.image.store import Lease
+
+    from .imagebuild import docker_archive
+
+    monkeypatch.setattr(archive, "MEMORY", 10_000)
+    layers = [layer_tar([("file", f"f{i}", b"x" * 3000)]) for i in range(4)]
+    data = docker_archive([(layers, ["m:1"])])
+    cs = ContentStore(str(tmp_path))
+
+    class FakeStore:  # a lease needs only a lock and a list
+        lock = threading.RLock()
+        _leases: list = []
+
+    lease = Lease(FakeStore())
+    r = archive.ArchiveReader(cs, lease)
+    (img,) = r.read(reader_of(data))
+    assert r._in_memory <= 10_000
+    assert img.tags == ["m:1"] and [la["digest"] for la in img.layers] == [sha(x) for x in layers]
