@@ -185,29 +185,41 @@ def _ref_dir(ref: str) -> str:
 
 
 class ContentStore:
+    """Blobs on disk, plus *rebuilt* blobs: an uncompressed layer that the image store keeps
+    only as its unpacked snapshot (and a tar-split) is still readable here by its digest,
+    through the ``rebuilder`` the image store registers, so that readers (save, push,
+    ``docker save``) need not know. ``path``, ``walk`` and ``delete`` see only real blobs."""
+
     def __init__(self, root: str) -> None:
         self.root = root
         self.blobs = os.path.join(root, "blobs", "sha256")
         os.makedirs(self.blobs, exist_ok=True)
         os.makedirs(os.path.join(root, "ingest"), exist_ok=True)
+        self.rebuilder = None  # .has(digest), .size(digest), .open(digest)
 
     def path(self, digest: str) -> str:
         return os.path.join(self.blobs, parse_digest(digest))
 
     def exists(self, digest: str) -> bool:
-        return os.path.exists(self.path(digest))
+        if os.path.exists(self.path(digest)):
+            return True
+        return self.rebuilder is not None and self.rebuilder.has(digest)
 
     def size(self, digest: str) -> int:
         try:
             return os.stat(self.path(digest)).st_size
         except FileNotFoundError:
+            if self.rebuilder is not None and self.rebuilder.has(digest):
+                return self.rebuilder.size(digest)
             raise NoSuchBlob(f"no such blob: {digest}") from None
 
     def open(self, digest: str):
-        """A binary file of the blob (the caller closes it)."""
+        """A binary file of the blob (the caller closes it): ``read(n)``, context manager."""
         try:
             return open(self.path(digest), "rb")
         except FileNotFoundError:
+            if self.rebuilder is not None and self.rebuilder.has(digest):
+                return self.rebuilder.open(digest)
             raise NoSuchBlob(f"no such blob: {digest}") from None
 
     def read(self, digest: str) -> bytes:
@@ -216,7 +228,14 @@ class ContentStore:
 
     def reader(self, digest: str, offset: int = 0, chunk: int = CHUNK) -> Iterator[bytes]:
         with self.open(digest) as f:
-            f.seek(offset)
+            if hasattr(f, "seek"):
+                f.seek(offset)
+            else:
+                while offset:
+                    b = f.read(min(chunk, offset))
+                    if not b:
+                        return
+                    offset -= len(b)
             while True:
                 b = f.read(chunk)
                 if not b:

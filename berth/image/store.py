@@ -111,11 +111,36 @@ class Extracted:
         self.size = size
 
 
+class _Rebuilder:
+    """What the content store asks for a digest it has no blob for: an uncompressed layer
+    kept as a snapshot with a verified tar-split."""
+
+    def __init__(self, store: ImageStore) -> None:
+        self.store = store
+
+    def has(self, digest: str) -> bool:
+        return self.store._split_snapshot(digest) is not None
+
+    def size(self, digest: str) -> int:
+        name = self.store._split_snapshot(digest)
+        if name is None:
+            raise NotFound(f"no such blob: {digest}")
+        return self.store.snapshots.stat(name)["diff_size"]
+
+    def open(self, digest: str) -> tarsplit.Reader:
+        name = self.store._split_snapshot(digest)
+        if name is None:
+            raise NotFound(f"no such blob: {digest}")
+        snaps = self.store.snapshots
+        return tarsplit.Reader(snaps.dir_of(name), snaps.path_of(name, tarsplit.NAME))
+
+
 class ImageStore:
     def __init__(self, root: str) -> None:
         self.root = root
         self.content = ContentStore(os.path.join(root, "content"))
         self.snapshots = Snapshotter(os.path.join(root, "snapshots"))
+        self.content.rebuilder = _Rebuilder(self)
         self.meta = os.path.join(root, "meta")
         os.makedirs(os.path.join(self.meta, "images"), exist_ok=True)
         self.lock = threading.RLock()
@@ -317,29 +342,18 @@ class ImageStore:
 
     def open_layer(self, digest: str):
         """The layer's bytes (a file-like ``read``): its blob, or, for an uncompressed layer
-        kept only as files, the tar rebuilt from its snapshot and tar-split."""
-        try:
-            return self.content.open(digest)
-        except NotFound:
-            name = self._split_snapshot(digest)
-            if name is None:
-                raise
-            return tarsplit.Reader(self.snapshots.dir_of(name),
-                                   self.snapshots.path_of(name, tarsplit.NAME))
+        kept only as files, the tar rebuilt from its snapshot and tar-split. The content
+        store answers the same for such digests (``content.open``)."""
+        return self.content.open(digest)
 
     def layer_size(self, digest: str) -> int:
-        try:
-            return self.content.size(digest)
-        except NotFound:
-            name = self._split_snapshot(digest)
-            if name is None:
-                raise
-            return self.snapshots.stat(name)["diff_size"]
+        return self.content.size(digest)
 
     def drop_layer_blob(self, digest: str) -> bool:
         """Delete an uncompressed layer's blob once a verified tar-split can rebuild it."""
         with self.lock:
-            if self._split_snapshot(digest) is None or not self.content.exists(digest):
+            if self._split_snapshot(digest) is None or \
+                    not os.path.exists(self.content.path(digest)):
                 return False
             self.content.delete(digest)
             return True

@@ -408,10 +408,13 @@ def test_uncompressed_layer_is_kept_once_and_rebuilt_exactly(tmp_path):
         lease.blobs.add(d)
         store.unpack(d, d, d, lease)
         assert store.drop_layer_blob(d)
-    assert not store.content.exists(d)
-    assert store.layer_size(d) == len(data)
+    assert not os.path.exists(store.content.path(d))  # no tar on disk...
+    assert store.content.exists(d) and store.content.size(d) == len(data)  # ...yet readable
     with store.open_layer(d) as f:
         assert f.read() == data
+    assert store.content.read(d) == data
+    assert b"".join(store.content.reader(d, offset=12345, chunk=4096)) == data[12345:]
+    assert list(store.content.walk()) == []  # GC and listings see real blobs only
 
 
 @pytest.mark.root
