@@ -307,8 +307,7 @@ def history(ctx, argv) -> int:
         created = h.get("Created", 0)
         rows.append({
             "ID": hid,
-            "CreatedSince": (human_duration(now - created) + " ago") if opts["human"]
-            else _created_at(created).replace(" +0000 UTC", "Z").replace(" ", "T"),
+            "CreatedSince": human_duration(now - created) + " ago",
             "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
             "CreatedBy": created_by,
             "Size": human_size(h.get("Size", 0)) if opts["human"] else str(h.get("Size", 0)),
@@ -318,7 +317,8 @@ def history(ctx, argv) -> int:
     if opts["quiet"]:
         fmt = "{{.ID}}"
     elif not fmt or fmt == "table":
-        fmt = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+        created = "{{.CreatedSince}}" if opts["human"] else "{{.CreatedAt}}"
+        fmt = f"table {{{{.ID}}}}\t{created}\t{{{{.CreatedBy}}}}\t{{{{.Size}}}}\t{{{{.Comment}}}}"
     elif fmt == "json":
         fmt = "{{json .}}"
     headers = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",

@@ -70,6 +70,40 @@ def parse_time(s: str | None) -> float:
         return 0.0
 
 
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                   "h": 3600.0}
+
+
+def parse_until(value: str, now: float | None = None) -> float:
+    """A filter time as Docker takes it: unix seconds, RFC 3339, or a Go duration before now
+    (``24h``, ``1h30m``, ``90s``)."""
+    now = time.time() if now is None else now
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    total, num, i, ok = 0.0, "", 0, False
+    while i < len(value):
+        c = value[i]
+        if c.isdigit() or c == ".":
+            num += c
+            i += 1
+            continue
+        unit = next((u for u in ("ns", "us", "µs", "ms", "h", "m", "s")
+                     if value.startswith(u, i)), None)
+        if unit is None or not num:
+            break
+        total += float(num) * _DURATION_UNITS[unit]
+        num, i, ok = "", i + len(unit), True
+    else:
+        if ok and not num:
+            return now - total
+    t = parse_time(value)
+    if t:
+        return t
+    raise InvalidArgument(f"invalid filter 'until={value}'")
+
+
 CONTAINER_CONFIG_KEYS = [
     ("Hostname", ""), ("Domainname", ""), ("User", ""), ("AttachStdin", False),
     ("AttachStdout", False), ("AttachStderr", False), ("Tty", False), ("OpenStdin", False),
@@ -472,12 +506,7 @@ class ImageService:
             dangling_only = filters["dangling"][-1].lower() in ("true", "1")
         until = None
         if filters.get("until"):
-            try:
-                until = float(filters["until"][-1])
-            except ValueError:
-                until = parse_time(filters["until"][-1]) or None
-                if until is None:
-                    raise InvalidArgument(f"invalid filter 'until={filters['until'][-1]}'")
+            until = parse_until(filters["until"][-1])
         deleted: list[dict] = []
         reclaimed = 0
         before = self._total_layers()

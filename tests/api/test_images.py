@@ -495,3 +495,15 @@ def test_oci_layout_with_gzip_and_zstd_layers(berthd, dockerd, tmp_path):
             == insp["Id"] + "\n"
     finally:
         dockerd.docker("rmi", "mixed:1", check=False)
+
+
+def test_prune_all_until_a_duration(berthd, busybox_tar):
+    old = [layer_tar([("file", "o", b"old")])]
+    berthd.docker("load", input=docker_archive(
+        [(old, ["old:1"])], config=config_for(old, created="2020-01-01T00:00:00Z")))
+    berthd.docker("import", str(busybox_tar), "new:1")
+    out = berthd.docker("image", "prune", "-a", "-f", "--filter", "until=24h").stdout
+    assert "untagged: old:1" in out and "new:1" not in out
+    assert berthd.docker("images", "--format", "{{.Repository}}").stdout == "new\n"
+    r = berthd.docker("image", "prune", "-f", "--filter", "until=soon", check=False)
+    assert r.returncode == 1 and "invalid filter 'until=soon'" in r.stderr
