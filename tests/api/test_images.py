@@ -507,3 +507,24 @@ def test_prune_all_until_a_duration(berthd, busybox_tar):
     assert berthd.docker("images", "--format", "{{.Repository}}").stdout == "new\n"
     r = berthd.docker("image", "prune", "-f", "--filter", "until=soon", check=False)
     assert r.returncode == 1 and "invalid filter 'until=soon'" in r.stderr
+
+
+def test_docker_events_streams_live(with_busybox):
+    import selectors
+
+    b = with_busybox
+    p = subprocess.Popen(["docker", "-H", b.host, "events", "--filter", "type=image",
+                          "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        import time
+
+        time.sleep(0.5)  # the CLI subscribes
+        b.docker("tag", "busybox", "live:1")
+        sel = selectors.DefaultSelector()
+        sel.register(p.stdout, selectors.EVENT_READ)
+        assert sel.select(timeout=10), "no event arrived"
+        assert p.stdout.readline().strip() == "image tag live:1"
+    finally:
+        p.terminate()
+        p.wait(10)
