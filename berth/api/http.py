@@ -244,6 +244,10 @@ class Connection:
                 self.h11.start_next_cycle()
         except (ConnectionError, asyncio.IncompleteReadError, h11.LocalProtocolError) as e:
             log.debug("connection dropped: %s", e)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a stream that failed after its headers went out
+            log.exception("response stream failed; connection closed")
         finally:
             try:
                 self.writer.close()

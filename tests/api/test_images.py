@@ -528,3 +528,24 @@ def test_docker_events_streams_live(with_busybox):
     finally:
         p.terminate()
         p.wait(10)
+
+
+def test_client_leaving_mid_save_does_not_hurt_the_daemon(berthd):
+    import socket
+    import time
+
+    big = [layer_tar([("file", "big", os.urandom(24 << 20))])]
+    berthd.docker("load", input=docker_archive([(big, ["big:1"])]))
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(berthd.sock))
+    s.sendall(b"GET /v1.41/images/get?names=big:1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    s.close()  # gone after the first bytes
+    time.sleep(0.5)
+    started = time.monotonic()
+    out = berthd.base / "again.tar"
+    berthd.docker("save", "-o", str(out), "big:1")
+    assert time.monotonic() - started < 30
+    with tarfile.open(out) as tf:
+        assert tf.extractfile(f"blobs/sha256/{sha(big[0])[7:]}").read() == big[0]
+    assert "response stream failed" not in berthd.log_path.read_text()
