@@ -72,20 +72,6 @@ def _records(data: bytes) -> Iterator[tuple[bytes, str, int] | bytes]:
     raise TarSplitError("corrupt tar-split: no trailer")
 
 
-def size(split_path: str) -> int:
-    """The rebuilt archive's length, without reading any content."""
-    with open(split_path, "rb") as f:
-        data = f.read()
-    total = 0
-    for rec in _records(data):
-        if isinstance(rec, bytes):
-            total += len(rec)
-        else:
-            raw, _path, sz = rec
-            total += len(raw) + sz + (-sz % BLOCK)
-    return total
-
-
 def check(fs: str, split_path: str, expected_size: int) -> bool:
     """The record is whole and matches ``fs``: rebuilt length and every content file's size."""
     with open(split_path, "rb") as f:
