@@ -196,6 +196,9 @@ class Connection:
             return ev
 
     async def body_chunks(self) -> AsyncIterator[bytes]:
+        if self.h11.client_is_waiting_for_100_continue and self.h11.our_state is h11.SEND_RESPONSE:
+            # curl and others hold a large body back until told to go on
+            await self._send(h11.InformationalResponse(status_code=100, headers=[]))
         while True:
             ev = await self._next_event()
             if isinstance(ev, h11.Data):

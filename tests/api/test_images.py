@@ -549,3 +549,32 @@ def test_client_leaving_mid_save_does_not_hurt_the_daemon(berthd):
     with tarfile.open(out) as tf:
         assert tf.extractfile(f"blobs/sha256/{sha(big[0])[7:]}").read() == big[0]
     assert "response stream failed" not in berthd.log_path.read_text()
+
+
+def test_docker_archive_with_symlinked_layer_and_gzip_archive(berthd):
+    """docker 20.10 writes a layer used twice as `<id2>/layer.tar -> ../<id1>/layer.tar`;
+    `docker load` also takes the whole archive gzipped."""
+    layer = layer_tar([("file", "x", os.urandom(5000))])
+    top = layer_tar([("file", "y", b"y")])
+    cfg = config_for([layer, top, layer])
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        def add(name, data):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        add("aaa/layer.tar", layer)
+        add("bbb/layer.tar", top)
+        link = tarfile.TarInfo("ccc/layer.tar")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "../aaa/layer.tar"
+        tf.addfile(link)
+        add("cfg.json", cfg)
+        add("manifest.json", json.dumps([{"Config": "cfg.json", "RepoTags": ["sym:1"],
+                                          "Layers": ["aaa/layer.tar", "bbb/layer.tar",
+                                                     "ccc/layer.tar"]}]).encode())
+    out = berthd.docker("load", input=gzip.compress(buf.getvalue())).stdout
+    assert out == "Loaded image: sym:1\n"
+    layers = json.loads(berthd.docker("image", "inspect", "-f", "{{json .RootFS.Layers}}",
+                                      "sym:1").stdout)
+    assert layers == [sha(layer), sha(top), sha(layer)]
