@@ -22,7 +22,7 @@ from .events import EventBus
 
 
 class Engine:
-    def __init__(self, root: str, run: str) -> None:
+    def __init__(self, root: str, run: str, allow_import_devices: bool = False) -> None:
         self.root = os.path.abspath(root)
         self.run = os.path.abspath(run)
         os.makedirs(self.root, mode=0o711, exist_ok=True)
@@ -32,7 +32,8 @@ class Engine:
         self.id = self._daemon_id()
         from .images import ImageService
 
-        self.images = ImageService(os.path.join(self.root, "image"), self.events)
+        self.images = ImageService(os.path.join(self.root, "image"), self.events,
+                                   allow_import_devices)
 
     def _daemon_id(self) -> str:
         p = os.path.join(self.root, "engine-id")

@@ -204,7 +204,10 @@ def parse_changes(changes: list[str]) -> dict:
 
 
 class ImageService:
-    def __init__(self, root: str, events) -> None:
+    def __init__(self, root: str, events, allow_import_devices: bool = False) -> None:
+        # device nodes in an imported tarball are refused unless the daemon allows them
+        # (berthd --allow-import-devices): `import` takes arbitrary rootfs tarballs.
+        self.allow_import_devices = allow_import_devices
         self.root = root
         self.events = events
         self.store = ImageStore(root)
@@ -742,9 +745,11 @@ class ImageService:
     # --------------------------------------------------------------------- import
     def import_(self, read: Callable[[int], bytes], repo: str = "", tag: str = "",
                 message: str = "", changes: list[str] | None = None,
-                allow_devices: bool = False, platform: str = "",
+                allow_devices: bool | None = None, platform: str = "",
                 progress: Progress | None = None) -> str:
         progress = progress or (lambda m: None)
+        if allow_devices is None:
+            allow_devices = self.allow_import_devices
         cfg = parse_changes(changes or [])
         ref = None
         if repo:

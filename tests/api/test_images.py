@@ -578,3 +578,17 @@ def test_docker_archive_with_symlinked_layer_and_gzip_archive(berthd):
     layers = json.loads(berthd.docker("image", "inspect", "-f", "{{json .RootFS.Layers}}",
                                       "sym:1").stdout)
     assert layers == [sha(layer), sha(top), sha(layer)]
+
+
+def test_import_devices_when_the_daemon_allows_them():
+    from tests.conftest import _start_berthd
+
+    d = _start_berthd(("--allow-import-devices",))
+    try:
+        tar = layer_tar([("dir", "dev"), ("chardev", "dev/null", 1, 3)])
+        d.docker("import", "-", "dev:1", input=tar)
+        snaps = d.root / "image/snapshots"
+        (sid,) = os.listdir(snaps)
+        assert os.stat(snaps / sid / "fs/dev/null").st_rdev == os.makedev(1, 3)
+    finally:
+        d.stop()
