@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .common import Spec
 from .flags import Flag
-from .format import human_duration, human_size, render
+from .format import bytes_size, human_duration, human_size, render
 
 
 def version(ctx, argv) -> int:
@@ -65,7 +65,7 @@ def info(ctx, argv) -> int:
         f" OSType: {i['OSType']}\n"
         f" Architecture: {i['Architecture']}\n"
         f" CPUs: {i['NCPU']}\n"
-        f" Total Memory: {human_size(i['MemTotal'], 4)}\n"
+        f" Total Memory: {bytes_size(i['MemTotal'])}\n"
         f" Name: {i['Name']}\n"
         f" ID: {i['ID']}\n"
         f" Docker Root Dir: {i['DockerRootDir']}\n")
