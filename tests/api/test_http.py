@@ -160,7 +160,7 @@ def test_head_ping_has_headers_and_no_body(served):
         data = s.recv(65536)
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK")
-    assert b"Api-Version: 1.41" in head
+    assert b"Api-Version: 1.41" in head and b"Content-Length: 0" in head
     assert rest == b""
 
 
