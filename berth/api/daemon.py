@@ -92,6 +92,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help=f"group owning the unix socket (default {DEFAULT_GROUP} if it exists)")
     p.add_argument("-p", "--pidfile", default=None, help="pid file (default RUN/berthd.pid)")
     p.add_argument("-D", "--debug", action="store_true", help="debug logging")
+    p.add_argument("--allow-import-devices", action="store_true",
+                   help="let `import` create device nodes from the tarball (refused by default)")
     p.add_argument("-l", "--log-level", default="info",
                    choices=["debug", "info", "warn", "error", "fatal"])
     # registries, as dockerd's flags and daemon.json keys (berth/distribution/settings.py)
@@ -158,7 +160,8 @@ async def _serve(args: argparse.Namespace, gid: int) -> None:
 
     from .server import App
 
-    engine = Engine(args.root, args.run, registry_settings(args))
+    engine = Engine(args.root, args.run, registry_settings(args),
+                    allow_import_devices=args.allow_import_devices)
     app = App(engine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
