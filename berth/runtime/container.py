@@ -17,7 +17,7 @@ import os
 import time
 
 from berth import atomic, fastjson
-from berth.runtime import cgroups, spec
+from berth.runtime import cgroups, devices, spec
 from berth.runtime import state as st_mod
 from berth.runtime.errors import (
     BadState,
@@ -180,6 +180,7 @@ def _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds
             new.append(n["type"])
     if proc.get("terminal") and not console_socket and not stay:
         raise InvalidArgument("process.terminal is set: --console-socket is required")
+    dev_rules = devices.evaluate((linux.get("resources") or {}).get("devices"))
     fs = cgroups.CgroupFS()
     cg = cgroups.manager(linux.get("cgroupsPath") or cid, fs)
     if proc.get("terminal") and console_socket:
@@ -216,11 +217,7 @@ def _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds
         cg.create()
         res = linux.get("resources") or {}
         cg.set(res)
-        if isinstance(cg, cgroups.V1Manager) and "devices" in cg.paths:
-            extra = [{"allow": True, "type": d["type"] if d["type"] != "u" else "c",
-                      "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"}
-                     for d in linux.get("devices") or () if d["type"] != "p"]
-            cg.set_devices(res.get("devices") or [], extra)
+        cg.set_devices(dev_rules)
         # Stage 0 goes into the cgroup now, while its interpreter is still starting: pid 1
         # inherits it by fork, and no migration (slow on v1) sits on the path to exec.
         cg.apply(init.pid)
@@ -560,7 +557,11 @@ def update(root: str, cid: str, resources: dict) -> None:
     if status == "stopped":
         raise BadState(f"container {cid} is not running")
     spec.validate_resources(resources, "resources.")
+    dev_rules = devices.evaluate(resources["devices"], "resources.devices") \
+        if "devices" in resources else None
     cg.set(resources)
+    if dev_rules is not None:
+        cg.set_devices(dev_rules)
     res = st["config"].setdefault("linux", {}).setdefault("resources", {})
     for k, v in resources.items():
         if isinstance(v, dict):
