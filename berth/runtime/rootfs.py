@@ -131,6 +131,17 @@ class Rootfs:
             return
 
     def mount_one(self, m: dict) -> None:
+        _, _, _, rec = ospec.mount_flags(m.get("options") or [])
+        self._mount_one(m)
+        if rec:
+            # rro, rnosuid, ...: this mount and every mount below it, in one call.
+            fd = open_in_root(self.rootfd, m["destination"])
+            try:
+                lm.mount_setattr(fd, "", lm.AT_EMPTY_PATH | lm.AT_RECURSIVE, rec[0], rec[1])
+            finally:
+                os.close(fd)
+
+    def _mount_one(self, m: dict) -> None:
         dest = m["destination"]
         typ = m.get("type") or ""
         opts = m.get("options") or []

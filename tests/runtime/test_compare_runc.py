@@ -341,6 +341,42 @@ def test_mounts_bind_tmpfs_created_destination(runtimes, make_bundle, tmp_path):
     assert not (host / "x").exists()
 
 
+@pytest.fixture
+def host_tree(tmp_path):
+    """A host directory with a tmpfs mounted below it: what a recursive option must reach."""
+    host = tmp_path / "tree"
+    (host / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "berth-test-sub",
+                    str(host / "sub")], check=True)
+    try:
+        yield host
+    finally:
+        subprocess.run(["umount", "-l", str(host / "sub")], check=False)
+
+
+def test_recursive_mount_options_reach_submounts(runtimes, make_bundle, host_tree):
+    def edit(cfg, b):
+        cfg["mounts"] += [
+            {"destination": "/rec", "type": "bind", "source": str(host_tree),
+             "options": ["rbind", "rro", "rnosuid", "rnodev", "rnoexec"]},
+            {"destination": "/flat", "type": "bind", "source": str(host_tree),
+             "options": ["rbind", "ro", "nosuid"]},
+        ]
+
+    script = ("grep -E ' /(rec|flat)(/sub)? ' /proc/self/mountinfo | awk '{print $5, $6}'; "
+              "for d in /rec/sub /flat/sub; do touch $d/x 2>/dev/null && echo $d=rw || "
+              "echo $d=ro; done")
+    res = run_both(runtimes, make_bundle, edit, ["sh", "-c", script], "rec")
+    b, r = both_ok(res)
+    assert b == r
+    lines = b.splitlines()
+    assert "/rec/sub ro,nosuid,nodev,noexec,relatime" in lines
+    assert "/rec ro,nosuid,nodev,noexec,relatime" in lines
+    assert "/flat/sub rw,relatime" in lines  # plain ro/nosuid: the top mount only
+    assert "/rec/sub=ro" in lines and "/flat/sub=rw" in lines
+    assert (host_tree / "sub" / "x").exists()  # what the flat mount let through
+
+
 def test_host_processes_and_files_invisible(runtimes, make_bundle, tmp_path):
     marker = tmp_path / f"host-marker-{uuid.uuid4().hex[:6]}"
     marker.write_text("secret")

@@ -83,8 +83,23 @@ def test_mount_flags():
     assert f == 0x1000 | 0x4000 | 0x1 | 0x2
     assert p == 0x80000 | 0x4000
     assert data == "size=1m,mode=755"
-    f, _, _, _ = spec.mount_flags(["ro", "rw", "noexec", "exec", "nodev"])
-    assert f == 0x4
+    f, _, _, rec = spec.mount_flags(["ro", "rw", "noexec", "exec", "nodev"])
+    assert f == 0x4 and rec is None
+
+
+def test_recursive_mount_options():
+    # MOUNT_ATTR_RDONLY 1, NOSUID 2, NODEV 4, NOEXEC 8, atime field 0x70, NOATIME 0x10,
+    # STRICTATIME 0x20, NOSYMFOLLOW 0x200000
+    _, _, data, rec = spec.mount_flags(["rbind", "rro", "rnosuid", "rnodev", "size=1"])
+    assert rec == (0x1 | 0x2 | 0x4, 0) and data == "size=1"
+    assert spec.mount_flags(["rro", "rrw"])[3] == (0, 0x1)  # the last one wins
+    assert spec.mount_flags(["rrw", "rro"])[3] == (0x1, 0)
+    assert spec.mount_flags(["rnoatime"])[3] == (0x10, 0x70)
+    assert spec.mount_flags(["rnoatime", "rstrictatime"])[3] == (0x20, 0x70)
+    assert spec.mount_flags(["rnoatime", "ratime"])[3] == (0, 0x70)  # relatime
+    assert spec.mount_flags(["rexec", "rnosymfollow"])[3] == (0x200000, 0x8)
+    # none of them reaches mount(2)'s data
+    assert spec.mount_flags(list(spec.RECURSIVE))[2] == ""
 
 
 def test_signal_names():
