@@ -377,6 +377,30 @@ def test_recursive_mount_options_reach_submounts(runtimes, make_bundle, host_tre
     assert (host_tree / "sub" / "x").exists()  # what the flat mount let through
 
 
+def test_tmpfs_copyup(runtimes, make_bundle):
+    def edit(cfg, b):
+        cfg["mounts"] += [
+            {"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "nodev", "size=1m", "tmpcopyup"]},
+            {"destination": "/bin", "type": "tmpfs", "source": "tmpfs",
+             "options": ["tmpcopyup", "ro", "size=4m"]},
+        ]
+
+    script = ("head -1 /etc/passwd; stat -c '%a %u %g' /etc /etc/passwd /bin; "
+              "ls -l /bin/sh | awk '{print $1, $NF}'; ls /bin | wc -l; "
+              "echo hi > /etc/new && cat /etc/new; touch /bin/x 2>&1 | sed 's/.*: //'; "
+              "grep -E ' /(etc|bin) ' /proc/self/mountinfo | awk '{print $5, $6, $9}'")
+    res = run_both(runtimes, make_bundle, edit, ["sh", "-c", script], "cu")
+    b, r = both_ok(res)
+    assert b == r
+    lines = b.splitlines()
+    assert lines[0].startswith("root:x:0:0")  # the image's /etc, now on a tmpfs
+    assert "hi" in lines and "Read-only file system" in lines
+    assert "/etc rw,nosuid,nodev,relatime tmpfs" in lines
+    assert "/bin ro,relatime tmpfs" in lines
+    assert int(lines[5]) > 100  # busybox's applet links came along, as links
+
+
 def test_host_processes_and_files_invisible(runtimes, make_bundle, tmp_path):
     marker = tmp_path / f"host-marker-{uuid.uuid4().hex[:6]}"
     marker.write_text("secret")
