@@ -34,6 +34,7 @@ PROPAGATION = {
 
 # option -> (clear?, flag), as mount(8) and runc read them.
 _FLAGS = {
+    "acl": (False, 0x10000), "noacl": (True, 0x10000), "symfollow": (True, 0x100),
     "async": (True, 0x10), "atime": (True, 0x400), "bind": (False, 0x1000),
     "defaults": (False, 0), "dev": (True, 0x4), "diratime": (True, 0x800),
     "dirsync": (False, 0x80), "exec": (True, 0x8), "iversion": (False, 0x800000),
@@ -59,7 +60,7 @@ RECURSIVE = {
     "rnosymfollow": (False, 0x200000), "rsymfollow": (True, 0x200000),
 }
 _ATIME_FIELD = 0x70
-# runc extensions that carry no mount(2) meaning here.
+# runc's extension handled by berth.runtime.rootfs itself, not by mount(2).
 _IGNORED_OPTIONS = {"tmpcopyup"}
 
 SECCOMP_ACTIONS = {"SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
@@ -69,6 +70,9 @@ SECCOMP_OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_E
                "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
 SECCOMP_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
                  "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"}
+# What berth.runtime.init honours (WAIT_KILLABLE_RECV only matters to a notify listener,
+# which berth does not hand off).
+SECCOMP_FLAGS_SUPPORTED = SECCOMP_FLAGS - {"SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"}
 CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
               "poststop")
@@ -166,7 +170,12 @@ def validate(cfg: object) -> None:
         _get(m, "type", str, "a string", p)
         for j, o in enumerate(_strlist(m, "options", p) or ()):
             if o.startswith("idmap") or o == "ridmap":
-                _fail(f"{p}options[{j}]", f"unsupported mount option {o!r}")
+                _fail(f"{p}options[{j}]", f"unsupported mount option {o!r} (berth-runtime "
+                                          "does not make id-mapped mounts)")
+        for k in ("uidMappings", "gidMappings"):
+            if m.get(k):
+                # Ignoring them would show the container files under the wrong owners.
+                _fail(p + k, "id-mapped mounts are not supported by berth-runtime")
     hooks = _get(cfg, "hooks", dict, "an object", "")
     for kind, lst in (hooks or {}).items():
         if kind not in HOOK_KINDS:
@@ -408,6 +417,11 @@ def validate_seccomp(sc: dict) -> None:
             op = _get(arg, "op", str, "a string", r, required=True)
             if op not in SECCOMP_OPS:
                 _fail(r + "op", f"unknown operator {op!r}")
+
+
+def known_mount_options() -> list[str]:
+    """Every option string mount_flags gives a meaning (what `features` lists)."""
+    return sorted(set(_FLAGS) | set(PROPAGATION) | set(RECURSIVE) | _IGNORED_OPTIONS)
 
 
 def mount_flags(options: list[str]) -> tuple[int, int, str, tuple[int, int] | None]:

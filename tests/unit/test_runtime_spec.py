@@ -26,6 +26,22 @@ def test_default_spec_is_valid():
     spec.validate(spec.default_spec(rootless=True))
 
 
+def _idmapped(c, opts, maps=True):
+    m = {"destination": "/data", "type": "bind", "source": "/tmp", "options": opts}
+    if maps:
+        m["uidMappings"] = m["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    c["mounts"].append(m)
+
+
+@pytest.mark.parametrize("edit,field", [
+    (lambda c: _idmapped(c, ["rbind", "idmap"], False), "mounts[7].options[1]"),
+    (lambda c: _idmapped(c, ["ridmap"], False), "mounts[7].options[0]"),
+    (lambda c: _idmapped(c, ["rbind"]), "mounts[7].uidMappings"),
+])
+def test_idmapped_mounts_are_refused_not_ignored(edit, field):
+    check(edit, field)
+
+
 @pytest.mark.parametrize("edit,field", [
     (lambda c: c.pop("root"), "root"),
     (lambda c: c["root"].update(readonly="yes"), "root.readonly"),
@@ -124,3 +140,24 @@ def test_runc_style_arguments():
 
     v = {"a": [1, {"b": None}], "c": "d"}
     assert cli._pretty(v) == json.dumps(v, indent=2)
+
+
+def test_features_claims_only_what_is_honoured(capsys):
+    import json
+
+    assert cli.main(["features"]) == 0
+    f = json.loads(capsys.readouterr().out)
+    assert f["ociVersionMin"] == "1.0.0" and f["ociVersionMax"] == "1.1.0"
+    opts = f["mountOptions"]
+    assert {"rro", "rnosuid", "rnosymfollow", "tmpcopyup", "symfollow", "rbind"} <= set(opts)
+    # each listed option has a meaning of its own: none falls through to mount(2)'s data
+    for o in opts:
+        assert spec.mount_flags([o])[2] == "", o
+    # idmapped mounts are not implemented: neither listed nor accepted
+    assert "idmap" not in opts and "ridmap" not in opts
+    assert "mountExtensions" not in f["linux"]  # (a runtime-spec 1.2 field anyway)
+    sc = f["linux"]["seccomp"]
+    assert "SCMP_ACT_NOTIFY" not in sc["actions"]
+    assert set(sc["supportedFlags"]) <= set(sc["knownFlags"])
+    assert f["linux"]["apparmor"] == {"enabled": False}
+    assert f["linux"]["cgroup"]["v2"] is True
