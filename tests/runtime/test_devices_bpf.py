@@ -210,3 +210,21 @@ def test_runc_attaches_no_program_on_this_hybrid_host(runtimes, make_bundle):
     if not os.path.isdir(path):
         pytest.skip("runc did not join the unified hierarchy")
     assert cgroups.V2Manager({"": path}).device_filters() == []
+
+
+def test_a_rule_cgroup_v1_would_ignore_fails_before_anything_is_made(berth, make_bundle):
+    b = make_bundle("hole")
+    b.cfg["linux"]["resources"]["devices"] = DENY_ALL + [
+        {"allow": True, "type": "c", "access": "rw"},
+        {"allow": False, "type": "c", "major": 1, "minor": 1, "access": "r"}]
+    b.write()
+    cid = berth.new_id("hole")
+    r = berth("create", "--bundle", str(b.path), cid)
+    assert r.returncode == 1
+    err = r.stderr.decode().strip()
+    assert err.startswith("berth-runtime: linux.resources.devices[2]: cannot deny c 1:1 r")
+    assert "\n" not in err
+    assert not (berth.root / cid).exists()
+    fs = cgroups.CgroupFS()
+    assert not any(os.path.exists(p) for p in cgroups.V1Manager.for_path(
+        b.cfg["linux"]["cgroupsPath"], fs).paths.values())
