@@ -45,6 +45,14 @@ ROUTES: dict[tuple[str, ...], tuple[str, str]] = {
     ("image", "inspect"): ("images", "inspect"),
     ("inspect",): ("images", "inspect_any"),
     ("image", "prune"): ("images", "prune"),
+    # registries (berth/cli/registry.py)
+    ("pull",): ("registry", "pull"),
+    ("image", "pull"): ("registry", "pull"),
+    ("push",): ("registry", "push"),
+    ("image", "push"): ("registry", "push"),
+    ("login",): ("registry", "login"),
+    ("logout",): ("registry", "logout"),
+    ("registry",): ("registry", "registry"),
 }
 
 GROUPS = {"image": "Manage images", "system": "Manage berth"}
