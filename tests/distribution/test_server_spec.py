@@ -201,6 +201,40 @@ def test_deletes(api):
     assert r.status == 404 and r.code == "BLOB_UNKNOWN"
 
 
+def test_a_reference_that_is_no_tag_names_no_manifest(api):
+    # the conformance suite asks for ".INVALID_MANIFEST_NAME" and wants 404, as the
+    # reference registry answers (its routes do not match such a reference)
+    name = repo()
+    api.push_image(name, "v1", [b"z"])
+    for method in ("GET", "HEAD", "DELETE"):
+        r = api.req(method, f"/v2/{name}/manifests/.INVALID_MANIFEST_NAME")
+        assert r.status == 404, (method, r.status, r.body)
+    r = api.req("GET", f"/v2/{name}/manifests/v1",
+                headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status == 200
+
+
+def test_unauthorized_body_keeps_its_message_for_docker(tmp_path):
+    """docker's client drops an error's message when it equals the code's own and the detail
+    is null, and prints a bare "unauthorized"; both registries send the access asked for."""
+    from regprocs import htpasswd_file
+
+    pw = htpasswd_file(tmp_path / "htpasswd", {"u": "p"})
+    for start in (start_berth_registry, start_reference_registry):
+        r = start(tmp_path / start.__name__, htpasswd=str(pw)) \
+            if start is start_reference_registry else start(tmp_path / start.__name__,
+                                                            "--htpasswd", str(pw))
+        try:
+            ans = Api(r.url).req("GET", "/v2/x/y/manifests/1")
+            assert ans.status == 401 and ans.code == "UNAUTHORIZED"
+            (err,) = ans.json()["errors"]
+            assert err["message"] == "authentication required"
+            assert {"Type": "repository", "Name": "x/y", "Action": "pull"}.items() <= \
+                err["detail"][0].items()
+        finally:
+            r.stop()
+
+
 def test_catalog(api):
     a, b = repo(), repo()
     api.push_image(a, "1", [b"x"])

@@ -217,7 +217,7 @@ class Registry:
         except RegistryError as e:
             resp = _error_response(e.status, e.code, e.message, e.detail, e.headers)
         except authmod.Unauthorized as e:
-            resp = _error_response(401, "UNAUTHORIZED", e.message,
+            resp = _error_response(401, "UNAUTHORIZED", e.message, e.detail,
                                    headers={"WWW-Authenticate": e.challenge})
         except authmod.Denied as e:
             resp = _error_response(403, "DENIED", e.message)
@@ -250,6 +250,7 @@ class Registry:
 
     def _authorize(self, request: web.Request, typ: str, name: str, actions: tuple[str, ...]
                    ) -> None:
+        detail = [{"Type": typ, "Class": "", "Name": name, "Action": a} for a in actions] or None
         if self.tokens is not None:
             header = request.headers.get("Authorization", "")
             claims = None
@@ -266,12 +267,12 @@ class Registry:
                 chal += f',scope="{typ}:{name}:{",".join(actions)}"'
                 if claims is not None:
                     chal += ',error="insufficient_scope"'
-            raise authmod.Unauthorized("authentication required", chal)
+            raise authmod.Unauthorized("authentication required", chal, detail)
         if self.htpasswd is not None:
             creds = authmod.basic_credentials(request.headers.get("Authorization"))
             if creds is None or not self.htpasswd.check(*creds):
                 raise authmod.Unauthorized("authentication required",
-                                           f'Basic realm="{self.service}"')
+                                           f'Basic realm="{self.service}"', detail)
 
     def _may(self, request: web.Request, name: str, action: str) -> bool:
         """Whether the request's credentials allow ``action`` on ``name`` (for mount's from=)."""
@@ -470,15 +471,22 @@ class Registry:
 
     # -- manifests -----------------------------------------------------------------------------
 
-    async def _get_manifest(self, request: web.Request, route: Route) -> web.Response:
+    @staticmethod
+    def _known_ref(route: Route) -> str:
+        """The reference of a GET, HEAD or DELETE: a text that is no tag can name no manifest,
+        so it is unknown (404, as the reference registry, whose routes do not match it, and
+        the conformance suite want); a malformed digest is DIGEST_INVALID."""
         ref = route.arg
         if ":" in ref:
-            _digest(ref)
-        else:
-            try:
-                check_tag(ref)
-            except InvalidReference as e:
-                raise RegistryError(400, "TAG_INVALID", str(e)) from None
+            return _digest(ref)
+        try:
+            return check_tag(ref)
+        except InvalidReference:
+            raise RegistryError(404, "MANIFEST_UNKNOWN", f"manifest unknown: {route.name}:{ref}",
+                                {"Name": route.name, "Tag": ref}) from None
+
+    async def _get_manifest(self, request: web.Request, route: Route) -> web.Response:
+        ref = self._known_ref(route)
         raw, media_type, digest = self.storage.get_manifest(route.name, ref)
         if not _accepts(request, media_type):
             raise RegistryError(404, "MANIFEST_UNKNOWN",
@@ -509,7 +517,7 @@ class Registry:
     async def _delete_manifest(self, request: web.Request, route: Route) -> web.Response:
         if not self.delete:
             raise RegistryError(405, "UNSUPPORTED", "deletion is disabled")
-        self.storage.delete_manifest(route.name, route.arg)
+        self.storage.delete_manifest(route.name, self._known_ref(route))
         return web.Response(status=202, headers={"Content-Length": "0"})
 
     # -- discovery -----------------------------------------------------------------------------
