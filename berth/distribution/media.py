@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 from berth.distribution.reference import check_digest
-from berth.errors import InvalidArgument
+from berth.errors import InvalidArgument, NotFound
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -225,5 +225,5 @@ def choose(index: Manifest, want: Platform) -> Descriptor:
     return best
 
 
-class PlatformNotFound(InvalidArgument):
-    pass
+class PlatformNotFound(NotFound):
+    """No entry of an index runs on the wanted platform (dockerd: 404, ImageNotFound)."""

@@ -13,7 +13,8 @@ Guarantees:
   ``digest mismatch for blob sha256:...`` and is aborted: nothing of it stays;
 - a connection cut mid-blob is resumed with ``Range: bytes=N-`` (the hash state is kept), up
   to ``settings.retries`` times; a registry that ignores Range restarts the blob from 0;
-- at most ``max_concurrent_downloads`` blobs download at once (3, as dockerd);
+- at most ``max_concurrent_downloads`` blobs download at once (3, as dockerd); the others
+  say ``Waiting`` until their turn, as in dockerd's stream;
 - two pulls in one ``Puller`` that share a layer download it once: the second waits for the
   first's download (``_inflight``).
 """
@@ -63,9 +64,10 @@ class BlobSink(Protocol):
 
 
 Emit = Callable[[dict], None]
-# called on the loop thread once a layer is in the sink (downloaded or already there), with
-# its index in the manifest; it must not block (it may hand work to a thread)
-OnLayer = Callable[[int, "media.Descriptor", bytes], None]
+# called on the loop thread once a layer is in the sink, with its index in the manifest, the
+# config, and whether this pull fetched it (False: it was there); it must not block (it may
+# hand work to a thread)
+OnLayer = Callable[[int, "media.Descriptor", bytes, bool], None]
 
 
 @dataclass
@@ -90,13 +92,20 @@ class Puller:
 
     async def pull(self, client: RegistryClient, ref: Reference, *,
                    platform: media.Platform | None = None, emit: Emit | None = None,
-                   on_layer: OnLayer | None = None) -> PullResult:
+                   on_layer: OnLayer | None = None,
+                   known_image: Callable[[str], bool] | None = None) -> PullResult:
         """Pull ``ref`` into the sink. Without ``on_layer`` each layer ends with ``Pull
-        complete``; with it, the caller says when a layer is complete (after unpacking)."""
+        complete``; with it, the caller says when a layer is complete (after unpacking).
+        ``known_image(config digest)`` says the caller has that image whole: then, as
+        dockerd, no layer is fetched or listed (``on_layer`` is still called for each)."""
         emit = emit or (lambda m: None)
         repo = ref.repository
         raw, ct, digest = await client.get_manifest(repo, ref.ref)
         m = media.parse_manifest(raw, ct)
+        # dockerd says this once the first manifest is in, before it picks a platform, so a
+        # platform error comes after it, in the stream; a digest pull is named in full
+        emit(jm.message(f"Pulling from {repo}",
+                        id=f"{ref.full_name}@{ref.digest}" if ref.digest else ref.tag))
         index = None
         top = digest
         if m.is_index:
@@ -110,24 +119,23 @@ class Puller:
                 raise media.InvalidManifest(f"index {child.digest} names another index")
         if m.config is None:
             raise media.InvalidManifest(f"manifest {digest} has no config")
-        emit(jm.status(f"Pulling from {ref.repository.removeprefix('library/')}"
-                       if ref.registry == "docker.io" else f"Pulling from {repo}",
-                       id=ref.tag or ref.digest))
         config = await self._small_blob(client, repo, m.config)
         if platform is not None and index is None:
             self._check_platform(config, platform)
         layers = [d for d in m.layers if not d.urls]
         result = PullResult(ref, top, digest, m, config, index)
+        whole = known_image is not None and known_image(m.config.digest)
         tasks = []
         for i, d in enumerate(layers):
             sid = jm.short_id(d.digest)
-            if self.sink.has(d.digest):
-                emit(jm.status("Already exists", id=sid))
+            if whole or self.sink.has(d.digest):
+                if not whole:
+                    emit(jm.status("Already exists", id=sid))
                 if on_layer is not None:
-                    on_layer(i, d, config)
+                    on_layer(i, d, config, False)
                 continue
             emit(jm.status("Pulling fs layer", id=sid))
-            done = (lambda i=i, d=d: on_layer(i, d, config)) if on_layer else None
+            done = (lambda i=i, d=d: on_layer(i, d, config, True)) if on_layer else None
             tasks.append(self._layer(client, repo, d, emit, result, done))
         if tasks:
             # siblings go on after one fails (their downloads are reusable); the first error
@@ -139,7 +147,7 @@ class Puller:
         self.sink.put(digest, raw)
         if on_layer is None:
             # with a hook the caller reports the digest once its layers are complete
-            emit(jm.status(f"Digest: {top}"))
+            emit(jm.message(f"Digest: {top}"))
         return result
 
     @staticmethod
@@ -192,6 +200,8 @@ class Puller:
         fut = asyncio.get_running_loop().create_future()
         self._inflight[d.digest] = fut
         try:
+            if self._sem.locked():
+                emit(jm.status("Waiting", id=sid))
             async with self._sem:
                 await self._download(client, repo, d, emit)
             result.downloaded.append(d.digest)

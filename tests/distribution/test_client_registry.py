@@ -26,6 +26,7 @@ from berth.distribution.client import (
     DigestMismatch,
     ManifestUnknown,
     RegistryClient,
+    RegistryDenied,
     RegistryProtocolError,
     RegistryUnauthorized,
     RegistryUnavailable,
@@ -237,12 +238,18 @@ def test_bearer_auth(tmp_path):
     try:
         img = make_layout(str(tmp_path / "src"), [("tok", 10_000)])
         ref = f"{r.host}/tok/app:1"
-        with pytest.raises(RegistryUnauthorized, match="authentication required"):
+        # an anonymous token allows nothing: the registry's insufficient_scope reads, as in
+        # docker, "denied: requested access to the resource is denied"
+        with pytest.raises(RegistryDenied, match="^denied: requested access to the resource"):
             run(push_layout(img.layout, ref))
         good = Credentials("carol", "c-pass")
         run(push_layout(img.layout, ref, creds=good))
-        with pytest.raises(RegistryUnauthorized):
+        with pytest.raises(RegistryDenied):
             run(pull_into(str(tmp_path / "d0"), ref))
+        # a refused password fails the token request, named as dockerd names it
+        with pytest.raises(RegistryUnauthorized, match=r'^Get "http://.*/v2/tok/app/manifests/1":'
+                           r" unauthorized: invalid username or password$"):
+            run(pull_into(str(tmp_path / "d0"), ref, creds=Credentials("carol", "nope")))
         res, _ = run(pull_into(str(tmp_path / "d1"), ref, creds=good))
         assert res.digest == img.manifest_digest
 
@@ -265,7 +272,7 @@ def test_token_auth_anonymous_pull(tmp_path):
     try:
         img = make_layout(str(tmp_path / "src"), [("anon", 10_000)])
         ref = f"{r.host}/anon/app:1"
-        with pytest.raises(RegistryUnauthorized):
+        with pytest.raises(RegistryDenied):
             run(push_layout(img.layout, ref))  # anonymous clients may not push
         run(push_layout(img.layout, ref, creds=Credentials("fay", "f-pass")))
         res, _ = run(pull_into(str(tmp_path / "d"), ref))  # but may pull
@@ -283,8 +290,11 @@ def test_basic_auth(tmp_path):
     try:
         img = make_layout(str(tmp_path / "src"), [("basic", 10_000)])
         ref = f"{r.host}/basic/app:1"
-        with pytest.raises(RegistryUnauthorized):
+        # as docker's client: a Basic registry is not even asked without credentials
+        with pytest.raises(RegistryUnauthorized, match="no basic auth credentials$") as e:
             run(push_layout(img.layout, ref))
+        assert e.value.bare == "no basic auth credentials"
+        assert not [x for x in access_log(r) if x[1].startswith("/v2/basic/")]
         run(push_layout(img.layout, ref, creds=Credentials("dave", "d-pass")))
         res, _ = run(pull_into(str(tmp_path / "d"), ref, creds=Credentials("dave", "d-pass")))
         assert res.digest == img.manifest_digest
@@ -310,7 +320,8 @@ def test_tls_with_certs_d(tmp_path):
         assert res.digest == img.manifest_digest
         bare = RegistrySettings(certs_dirs=[])
         bare.is_insecure = lambda host: False
-        with pytest.raises(RegistryUnavailable, match="not reachable"):
+        with pytest.raises(RegistryUnavailable,
+                           match="x509: certificate signed by unknown authority"):
             run(pull_into(str(tmp_path / "d2"), ref, settings=bare))
     finally:
         r.stop()

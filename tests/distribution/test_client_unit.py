@@ -46,9 +46,15 @@ def test_reference_rejects(bad):
         reference.parse(bad)
 
 
-def test_uppercase_message_is_dockers():
-    with pytest.raises(reference.InvalidReference, match="must be lowercase"):
-        reference.parse("Busybox")
+@pytest.mark.parametrize("text,shown", [
+    # what the docker CLI 28 prints for each, checked here by hand
+    ("Busybox", "library/Busybox"), ("127.0.0.1:5000/Pj/app:1", "Pj/app"), ("Pj/App", "App"),
+    ("a/B@sha256:" + "0" * 64, "a/B@sha256")])
+def test_uppercase_message_is_dockers(text, shown):
+    with pytest.raises(reference.InvalidReference) as e:
+        reference.parse(text)
+    assert str(e.value) == f"invalid reference format: repository name ({shown}) must be " \
+                           "lowercase"
 
 
 def test_challenge_parsing():
@@ -196,11 +202,19 @@ def test_manifest_parsing():
 
 
 def test_progress_text():
-    assert jsonmessage.human_size(1069327) == "1.07MB"
-    assert jsonmessage.bar(50, 100, width=10) == "[=====>    ]      50B/100B"
+    # the very texts dockerd 20.10 sent here for a 200282-byte layer (go-units, 4 digits)
+    assert jsonmessage.human_size(1069327) == "1.069MB"
+    assert jsonmessage.human_size(512) == "512B"
+    assert jsonmessage.bar(3678, 200282) == "[>" + " " * 50 + "]  3.678kB/200.3kB"
+    assert jsonmessage.bar(200282, 200282) == "[" + "=" * 50 + ">]  200.3kB/200.3kB"
+    assert jsonmessage.bar(50, 100) == "[" + "=" * 25 + ">" + " " * 25 + "]      50B/100B"
     m = jsonmessage.status("Downloading", id="abc", current=5, total=10)
     assert m["progressDetail"] == {"current": 5, "total": 10} and m["id"] == "abc"
     assert jsonmessage.short_id(D) == "a" * 12
+    # messages have no progressDetail, a layer's updates always have one (as dockerd's)
+    assert jsonmessage.message("Pulling from app", id="1") == {"status": "Pulling from app",
+                                                               "id": "1"}
+    assert jsonmessage.status("Pull complete", id="abc")["progressDetail"] == {}
 
 
 def test_terminal_progress_bars():
