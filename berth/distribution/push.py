@@ -26,6 +26,7 @@ from berth.distribution import jsonmessage as jm
 from berth.distribution import media
 from berth.distribution.client import RegistryClient, RegistryProtocolError, RegistryUnavailable
 from berth.distribution.reference import Reference, hasher
+from berth.errors import PermissionDenied
 
 __all__ = ["BlobSource", "Pusher"]
 
@@ -124,8 +125,8 @@ class Pusher:
             for src in dict.fromkeys(c for c in candidates if c != repo):
                 try:
                     location = await client.mount_blob(repo, d.digest, src)
-                except RegistryProtocolError:
-                    continue
+                except (RegistryProtocolError, PermissionDenied):
+                    continue  # a source we may not read: the next one, or an upload
                 if location is None:
                     say(f"Mounted from {src}")
                     self.remember(ref.registry, d.digest, repo)

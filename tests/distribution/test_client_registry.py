@@ -4,6 +4,7 @@ mirrors, auth, and faults (bad digest, cut connections, missing blobs).
 """
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -243,7 +244,25 @@ def test_bearer_auth(tmp_path):
         with pytest.raises(RegistryDenied, match="^denied: requested access to the resource"):
             run(push_layout(img.layout, ref))
         good = Credentials("carol", "c-pass")
-        run(push_layout(img.layout, ref, creds=good))
+        pusher = Pusher()
+        run(push_layout(img.layout, ref, creds=good, pusher=pusher))
+        # a second repository mounts: the mount's challenge asks for the source's pull too,
+        # so one token covers it (as with the reference registry)
+        _, msgs = run(push_layout(img.layout, f"{r.host}/tok/copy:1", creds=good, pusher=pusher))
+        assert [m for m in msgs if m.get("status") == "Mounted from tok/app"]
+        api = Api(r.url)
+        ans = api.req("POST", f"/v2/tok/other/blobs/uploads/?mount={img.layers[0][0]}"
+                              "&from=tok/app")
+        assert ans.status == 401
+        assert 'scope="repository:tok/other:push repository:tok/app:pull"' in \
+            ans.headers["WWW-Authenticate"]
+        # and no automatic mount (no from=) across token-guarded repositories
+        basic = "Basic " + base64.b64encode(b"carol:c-pass").decode()
+        tok = api.req("GET", "/token?service=berth-registry&scope=repository:tok/other:push",
+                      headers={"Authorization": basic}).json()["token"]
+        ans = api.req("POST", f"/v2/tok/other/blobs/uploads/?mount={img.layers[0][0]}",
+                      headers={"Authorization": f"Bearer {tok}"})
+        assert ans.status == 202
         with pytest.raises(RegistryDenied):
             run(pull_into(str(tmp_path / "d0"), ref))
         # a refused password fails the token request, named as dockerd names it

@@ -296,6 +296,18 @@ def test_referrers_and_subject(bapi):
     assert bapi.req("GET", f"/v2/{name}/referrers/sha256:bad").status == 400
 
 
+def test_mount_without_from(bapi):
+    # the spec's automatic content discovery: with no auth every blob is readable anyway
+    data = os.urandom(33)
+    d = bapi.push_blob(repo(), data)
+    other = repo()
+    r = bapi.req("POST", f"/v2/{other}/blobs/uploads/?mount={d}")
+    assert r.status == 201 and r.headers["Location"] == f"/v2/{other}/blobs/{d}"
+    assert bapi.req("GET", f"/v2/{other}/blobs/{d}").body == data
+    r = bapi.req("POST", f"/v2/{other}/blobs/uploads/?mount={sha(b'absent')}")
+    assert r.status == 202
+
+
 def test_push_by_digest_with_tags(bapi):
     name = repo()
     _, doc = bapi.push_image(name, "seed", [b"l"])

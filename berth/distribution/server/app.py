@@ -248,23 +248,28 @@ class Registry:
     def _realm(self, request: web.Request) -> str:
         return self.realm or f"{request.scheme}://{request.host}/token"
 
-    def _authorize(self, request: web.Request, typ: str, name: str, actions: tuple[str, ...]
-                   ) -> None:
-        detail = [{"Type": typ, "Class": "", "Name": name, "Action": a} for a in actions] or None
+    def _authorize(self, request: web.Request, typ: str, name: str, actions: tuple[str, ...],
+                   also: tuple[tuple[str, str, tuple[str, ...]], ...] = ()) -> None:
+        """Allow the request or raise Unauthorized with the challenge to answer. ``also``
+        names more access the request needs (a mount's ``from`` repository): as the reference
+        registry, the challenge asks for all of it, so a token client fetches one token that
+        covers the mount instead of falling back to an upload."""
+        needs = [(typ, name, actions), *also] if actions else []
+        detail = [{"Type": t, "Class": "", "Name": n, "Action": a}
+                  for t, n, acts in needs for a in acts] or None
         if self.tokens is not None:
             header = request.headers.get("Authorization", "")
             claims = None
             if header[:7].lower() == "bearer ":
                 claims = self.tokens.verify(header[7:].strip())
-            if claims is not None:
-                if not actions:
-                    return
-                have = authmod.granted(claims, typ, name)
-                if "*" in have or set(actions) <= have:
-                    return
+            if claims is not None and all(
+                    "*" in (have := authmod.granted(claims, t, n)) or set(acts) <= have
+                    for t, n, acts in needs):
+                return
             chal = f'Bearer realm="{self._realm(request)}",service="{self.service}"'
-            if actions:
-                chal += f',scope="{typ}:{name}:{",".join(actions)}"'
+            if needs:
+                scope = " ".join(f"{t}:{n}:{','.join(acts)}" for t, n, acts in needs)
+                chal += f',scope="{scope}"'
                 if claims is not None:
                     chal += ',error="insufficient_scope"'
             raise authmod.Unauthorized("authentication required", chal, detail)
@@ -329,8 +334,16 @@ class Registry:
         action = "push" if write else "delete" if m == "DELETE" else "pull"
         if kind == "upload" and m in ("GET", "DELETE"):
             action = "push"
+        also = ()
+        if kind == "upload" and m == "POST" and "mount" in request.query:
+            source = request.query.get("from", "")
+            try:
+                if source and check_name(source) != route.name:
+                    also = (("repository", source, ("pull",)),)
+            except InvalidReference:
+                pass
         # docker asks for pull,push when it pushes: a pushing client may also read
-        self._authorize(request, "repository", route.name, (action,))
+        self._authorize(request, "repository", route.name, (action,), also)
         handler = {
             ("blob", "GET"): self._get_blob, ("blob", "HEAD"): self._get_blob,
             ("blob", "DELETE"): self._delete_blob,
@@ -407,6 +420,11 @@ class Registry:
                 source = None
             if source and self._may(request, source, "pull") and \
                     self.storage.mount_blob(route.name, digest, source):
+                return self._created(route.name, digest)
+            # no ``from`` (the spec's automatic content discovery): any blob the registry
+            # holds, unless token grants are per repository (a mount would leak across them)
+            if not q.get("from") and self.tokens is None and \
+                    self.storage.mount_blob(route.name, digest, None):
                 return self._created(route.name, digest)
         algorithm = q.get("digest-algorithm", "sha256")
         if "digest" in q:

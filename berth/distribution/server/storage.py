@@ -263,13 +263,18 @@ class Storage:
             raise BlobUnknown(f"blob unknown to registry: {digest}") from None
 
     def mount_blob(self, name: str, digest: str, source: str | None) -> bool:
-        """Link a blob of ``source`` into ``name``; False if ``source`` does not have it."""
-        if source is None or not self.repo_exists(source):
+        """Link a blob of ``source`` into ``name``; False if ``source`` does not have it.
+        With no ``source``, any blob the registry holds (the caller decides who may)."""
+        if source is None:
+            if not self.has_blob(digest):
+                return False
+        elif not self.repo_exists(source):
             return False
-        try:
-            self.stat_blob(source, digest)
-        except NotFound:
-            return False
+        else:
+            try:
+                self.stat_blob(source, digest)
+            except NotFound:
+                return False
         self.link_blob(name, digest)
         return True
 
