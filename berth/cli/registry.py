@@ -14,7 +14,7 @@ import os
 import sys
 
 from .common import Spec
-from .flags import Flag, UsageError
+from .flags import Flag
 
 HUB = "docker.io"
 
@@ -97,7 +97,9 @@ def pull(ctx, argv: list[str]) -> int:
     opts, (ref,) = parsed
     name, tag, digest = _split(ref)
     if opts["all_tags"] and (tag or digest):
-        raise UsageError("tag can't be used with --all-tags/-a", status=1)
+        # as the docker CLI: a plain error, no usage hint
+        ctx.err.write("tag can't be used with --all-tags/-a\n")
+        return 1
     if not opts["all_tags"] and not tag and not digest:
         tag = "latest"
         if not opts["quiet"]:
@@ -139,9 +141,11 @@ def push(ctx, argv: list[str]) -> int:
     opts, (ref,) = parsed
     name, tag, digest = _split(ref)
     if digest:
-        raise UsageError(f"invalid reference: push by digest is not supported: {ref}", 1)
+        ctx.err.write("cannot push a digest reference\n")
+        return 1
     if opts["all_tags"] and tag:
-        raise UsageError("tag can't be used with --all-tags/-a", status=1)
+        ctx.err.write("tag can't be used with --all-tags/-a\n")
+        return 1
     if not opts["all_tags"] and not tag:
         tag = "latest"
         if not opts["quiet"]:
@@ -189,9 +193,12 @@ def login(ctx, argv: list[str]) -> int:
     user, password = opts["username"], opts["password"]
     if opts["password_stdin"]:
         if password:
-            raise UsageError("--password and --password-stdin are mutually exclusive", 1)
+            ctx.err.write("conflicting options: cannot specify both --password and "
+                          "--password-stdin\n")
+            return 1
         if not user:
-            raise UsageError("Must provide --username with --password-stdin", 1)
+            ctx.err.write("the --password-stdin option requires --username to be set\n")
+            return 1
         password = sys.stdin.read().rstrip("\r\n")
     elif password:
         ctx.err.write("WARNING! Using --password via the CLI is insecure. Use "
@@ -248,11 +255,9 @@ def logout(ctx, argv: list[str]) -> int:
     server = _server(args)
     from berth.distribution import dockerconfig
 
-    shown = dockerconfig.key_for(server)
-    if not dockerconfig.erase(server):
-        ctx.out.write(f"Not logged in to {shown}\n")
-        return 0
-    ctx.out.write(f"Removing login credentials for {shown}\n")
+    # docker 28 says this whether or not it held credentials for the server
+    dockerconfig.erase(server)
+    ctx.out.write(f"Removing login credentials for {dockerconfig.key_for(server)}\n")
     return 0
 
 

@@ -280,3 +280,32 @@ def test_x_registry_auth_codec():
     assert dockerconfig.decode_registry_auth("") is None
     with pytest.raises(InvalidArgument, match="X-Registry-Auth"):
         dockerconfig.decode_registry_auth("!!!not base64")
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("args,stdin", [
+    (["pull", "-a", "127.0.0.1:9/x:1"], None),
+    (["push", "-a", "127.0.0.1:9/x:1"], None),
+    (["push", "127.0.0.1:9/x@sha256:" + "a" * 64], None),
+    (["login", "-u", "u", "-p", "x", "--password-stdin", "127.0.0.1:9"], "pw"),
+    (["login", "--password-stdin", "127.0.0.1:9"], "pw"),
+    (["logout", "127.0.0.1:9"], None),
+    (["logout", "127.0.0.1:9"], None),
+])
+def test_cli_refusals_read_as_the_docker_clis(args, stdin, tmp_path, monkeypatch):
+    """What both CLIs say before asking any daemon: same words, same exit status."""
+    import shutil
+    import subprocess
+    import sys
+
+    if not shutil.which("docker"):
+        pytest.skip("needs the docker CLI")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    (tmp_path / "config.json").write_text('{"auths": {"127.0.0.1:9": {"auth": "dTpw"}}}')
+    sock = f"unix://{tmp_path}/none.sock"  # no daemon: none of these may need one
+    got = []
+    for cmd in (["docker"], [sys.executable, "-m", "berth.cli.main"]):
+        r = subprocess.run([*cmd, "-H", sock, *args], input=stdin, capture_output=True,
+                           text=True, timeout=60)
+        got.append((r.returncode, r.stdout.strip(), r.stderr.strip()))
+    assert got[0] == got[1]
