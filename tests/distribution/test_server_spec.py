@@ -52,6 +52,21 @@ def test_monolithic_upload_and_fetch(api):
     assert r.status == 404 and r.code == "BLOB_UNKNOWN"
 
 
+def test_blob_etag_is_the_digest_on_head_and_get(api):
+    name, data = repo(), os.urandom(300)
+    d = api.push_blob(name, data)
+    assert api.req("HEAD", f"/v2/{name}/blobs/{d}").headers["ETag"] == f'"{d}"'
+    assert api.req("GET", f"/v2/{name}/blobs/{d}").headers["ETag"] == f'"{d}"'
+
+
+def test_method_not_allowed_names_the_allowed(api):
+    name = repo()
+    api.push_image(name, "v1", [b"m"])
+    r = api.req("POST", f"/v2/{name}/manifests/v1")
+    assert r.status == 405
+    assert sorted(r.headers["Allow"].split(", ")) == ["DELETE", "GET", "HEAD", "PUT"]
+
+
 def test_range_requests(api):
     name, data = repo(), os.urandom(1000)
     d = api.push_blob(name, data)

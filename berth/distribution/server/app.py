@@ -89,6 +89,12 @@ class Route:
     arg: str = ""
 
 
+# (route kind, method) pairs the registry answers; the rest is 405 with an Allow header
+_HANDLERS = (("blob", "GET"), ("blob", "HEAD"), ("blob", "DELETE"), ("upload", "POST"),
+             ("upload", "PATCH"), ("upload", "PUT"), ("upload", "GET"), ("upload", "DELETE"),
+             ("manifest", "GET"), ("manifest", "HEAD"), ("manifest", "PUT"),
+             ("manifest", "DELETE"), ("tags", "GET"), ("referrers", "GET"))
+
 _MARKERS = (("/manifests/", "manifest"), ("/blobs/uploads/", "upload"), ("/blobs/", "blob"),
             ("/referrers/", "referrers"))
 
@@ -173,6 +179,23 @@ def _accepts(request: web.Request, media_type: str) -> bool:
         return True
     types = {t.split(";")[0].strip() for v in values for t in v.split(",")}
     return bool(types & {media_type, "*/*", "application/*"}) or not (types - {""})
+
+
+class _BlobFile(web.FileResponse):
+    """A blob served with sendfile(2), its ETag the digest (as on HEAD, and as the reference
+    registry sends it), not aiohttp's mtime-size tag."""
+
+    def __init__(self, path: str, digest: str, **kw) -> None:
+        super().__init__(path, **kw)
+        self._digest_etag = digest
+
+    @property
+    def etag(self):
+        return super().etag
+
+    @etag.setter
+    def etag(self, value) -> None:
+        self.headers["ETag"] = f'"{self._digest_etag}"'
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -356,8 +379,9 @@ class Registry:
             ("tags", "GET"): self._tags, ("referrers", "GET"): self._referrers,
         }.get((kind, m))
         if handler is None:
+            allow = ", ".join(sorted(meth for k, meth in _HANDLERS if k == kind))
             raise RegistryError(405, "UNSUPPORTED", f"{m} not allowed on {request.path}",
-                                headers={"Allow": "GET, HEAD"})
+                                headers={"Allow": allow})
         return await handler(request, route)
 
     # -- blobs ---------------------------------------------------------------------------------
@@ -374,8 +398,8 @@ class Registry:
                                 headers={"Content-Range": f"bytes */{size}"})
         if request.method == "HEAD":
             return web.Response(headers={**headers, "Content-Length": str(size)})
-        return web.FileResponse(self.storage.blob_path(digest), chunk_size=1 << 20,
-                                headers=headers)
+        return _BlobFile(self.storage.blob_path(digest), digest, chunk_size=1 << 20,
+                         headers=headers)
 
     async def _delete_blob(self, request: web.Request, route: Route) -> web.Response:
         if not self.delete:
