@@ -29,6 +29,7 @@ errors map to codes in one table (``_CODES``). Every response carries
 import json
 import logging
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -579,7 +580,7 @@ class Registry:
         if n is not None and len(items) > n:
             items = items[:n]
             if n:
-                headers["Link"] = f'<{path}?last={items[-1]}&n={n}>; rel="next"'
+                headers["Link"] = f'<{path}?last={quote(items[-1], safe="")}&n={n}>; rel="next"'
         elif n == 0:
             items = []
         return web.json_response({**(extra or {}), key: items}, headers=headers)
