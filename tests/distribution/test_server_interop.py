@@ -270,3 +270,14 @@ def test_gc_sweeps_unreferenced_blobs(tmp_path):
         assert api.req("HEAD", f"/v2/gc/app/blobs/{orphan}").status == 404
     finally:
         r.stop()
+
+
+def test_gc_refuses_a_root_that_is_no_registry(tmp_path):
+    for root, why in ((tmp_path / "typo", "no registry root at"),
+                      (tmp_path / "file", "no registry root at")):
+        if root.name == "file":
+            root.write_text("x")
+        r = subprocess.run([os.sys.executable, "-m", "berth.distribution.server", "gc",
+                            "--root", str(root)], capture_output=True, text=True)
+        assert r.returncode == 1 and r.stderr == f"berth registry: {why} {root}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing made

@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         from berth.distribution.server import gc
         from berth.distribution.server.storage import Storage
 
-        res = gc.collect(Storage(args.root), delete_untagged=args.delete_untagged,
-                         dry_run=args.dry_run)
+        res = gc.collect(Storage(args.root, create=False),
+                         delete_untagged=args.delete_untagged, dry_run=args.dry_run)
         print(gc.report(res, args.dry_run))
         return 0
     except BerthError as e:

@@ -80,6 +80,10 @@ class RootInUse(Conflict):
     pass
 
 
+class NotARegistry(InvalidArgument):
+    pass
+
+
 def _split(digest: str) -> tuple[str, str]:
     alg, _, enc = check_digest(digest).partition(":")
     return alg, enc
@@ -191,11 +195,18 @@ class Upload:
 class Storage:
     """Filesystem storage of one registry root; safe for concurrent requests in one process."""
 
-    def __init__(self, root: str, *, sync: bool = True) -> None:
+    def __init__(self, root: str, *, sync: bool = True, create: bool = True) -> None:
+        """``create=False`` (gc) refuses a root that is not a registry's, changing nothing."""
         self.root = os.path.abspath(root)
         self.sync = sync
+        if not create and not all(os.path.isdir(os.path.join(self.root, d))
+                                  for d in ("blobs", "repositories", "uploads")):
+            raise NotARegistry(f"no registry root at {self.root}")
         for d in ("blobs", "repositories", "uploads"):
-            os.makedirs(os.path.join(self.root, d), exist_ok=True)
+            try:
+                os.makedirs(os.path.join(self.root, d), exist_ok=True)
+            except (NotADirectoryError, FileExistsError):
+                raise NotARegistry(f"registry root {self.root} is not a directory") from None
         self._uploads: dict[str, Upload] = {}
         self._lock_fd: int | None = None
 
