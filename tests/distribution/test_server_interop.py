@@ -281,3 +281,25 @@ def test_gc_refuses_a_root_that_is_no_registry(tmp_path):
                             "--root", str(root)], capture_output=True, text=True)
         assert r.returncode == 1 and r.stderr == f"berth registry: {why} {root}\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing made
+
+
+def test_serve_refusals_leave_no_root(tmp_path):
+    """A busy port, a missing htpasswd file, a token mode with no users: one line, exit 1,
+    and no empty registry root left behind."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cases = [(["--addr", f"127.0.0.1:{port}"],
+                  f"cannot listen on 127.0.0.1:{port}: address already in use"),
+                 (["--htpasswd", str(tmp_path / "none")],
+                  f"htpasswd file {tmp_path / 'none'}: No such file or directory"),
+                 (["--auth", "token"], "--auth token needs --htpasswd")]
+        for i, (extra, why) in enumerate(cases):
+            root = tmp_path / f"root{i}"
+            args = ["--addr", "127.0.0.1:0", *extra] if extra[0] != "--addr" else extra
+            r = subprocess.run([os.sys.executable, "-m", "berth.distribution.server", "serve",
+                                "--root", str(root), *args], capture_output=True, text=True,
+                               timeout=30)
+            assert r.returncode == 1 and r.stderr.startswith(f"berth registry: {why}"), r.stderr
+            assert len(r.stderr.splitlines()) == 1 and not root.exists()
