@@ -197,14 +197,15 @@ def encode_registry_auth(creds: Credentials | None, server: str = "") -> str:
 
 def decode_registry_auth(value: str | None) -> Credentials | None:
     """Credentials from an ``X-Registry-Auth`` header (base64url JSON, padding optional, as
-    the docker CLI and docker-py send it); None when absent or empty."""
+    the docker CLI and docker-py send it); None when absent, empty, or unreadable: dockerd
+    takes a header it cannot decode for no credentials ("to increase compatibility")."""
     if not value:
         return None
     try:
         # url-safe or standard alphabet: docker sends the former, docker-py at times the latter
         doc = fastjson.loads(_b64decode(value.strip()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidArgument("invalid X-Registry-Auth header") from None
+        return None
     if not isinstance(doc, dict):
         return None
     user, pw = doc.get("username") or "", doc.get("password") or ""

@@ -29,11 +29,12 @@ class _Unix(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def call(daemon, method: str, path: str) -> tuple[int, list[dict] | dict]:
+def call(daemon, method: str, path: str, auth: str = NO_AUTH
+         ) -> tuple[int, list[dict] | dict]:
     """(status, the JSON lines of a stream, or the error body) of one Engine API request."""
     c = _Unix(str(daemon.sock))
     try:
-        c.request(method, f"/v1.41{path}", headers={"X-Registry-Auth": NO_AUTH})
+        c.request(method, f"/v1.41{path}", headers={"X-Registry-Auth": auth})
         r = c.getresponse()
         body = r.read().decode()
     finally:
@@ -148,6 +149,15 @@ def test_pull_failures_match_dockerd(daemons, berth_registry, tmp_path):
     finally:
         tok.stop()
         basic.stop()
+
+
+def test_unreadable_registry_auth_is_no_credentials(daemons, berth_registry):
+    Api(berth_registry.url).push_image("par/anon", "1", [b"a"])
+    for who, d in daemons.items():
+        for bad in ("garbage!!", "eyJ1c2VybmFtZSI6"):
+            s, msgs = call(d, "POST", f"/images/create?fromImage={berth_registry.host}/par/anon"
+                                      "&tag=1", auth=bad)
+            assert s == 200 and msgs[-1]["status"].startswith("Status: "), (who, bad, msgs)
 
 
 def test_platform_miss_is_an_error_in_the_stream(daemons, berth_registry):
