@@ -151,11 +151,10 @@ def test_pull_failures_match_dockerd(daemons, berth_registry, tmp_path):
         basic.stop()
 
 
-def test_unreadable_registry_auth_is_no_credentials(daemons, berth_registry):
-    Api(berth_registry.url).push_image("par/anon", "1", [b"a"])
+def test_unreadable_registry_auth_is_no_credentials(daemons, berth_registry, image):
     for who, d in daemons.items():
         for bad in ("garbage!!", "eyJ1c2VybmFtZSI6"):
-            s, msgs = call(d, "POST", f"/images/create?fromImage={berth_registry.host}/par/anon"
+            s, msgs = call(d, "POST", f"/images/create?fromImage={berth_registry.host}/par/app"
                                       "&tag=1", auth=bad)
             assert s == 200 and msgs[-1]["status"].startswith("Status: "), (who, bad, msgs)
 
