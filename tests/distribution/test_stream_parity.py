@@ -177,6 +177,19 @@ def test_platform_miss_is_an_error_in_the_stream(daemons, berth_registry):
             "no matching manifest for linux/s390x in the manifest list entries"), who
 
 
+def test_platform_words_parse_as_dockerd(daemons, berth_registry, image):
+    """--platform as containerd's parser reads it: one word is an OS or an architecture,
+    capitals are folded, and bad specifiers are refused (400) in the same words."""
+    base = f"/images/create?fromImage={berth_registry.host}/par/app&tag=1&platform="
+    for spec in ("foo", "linux//x", "linux/ar%20m", "linux/amd64/v2/x"):
+        got = {who: call(d, "POST", base + spec) for who, d in daemons.items()}
+        assert got["berth"] == got["docker"] and got["berth"][0] == 400, (spec, got)
+    for spec in ("linux", "AMD64", "Linux/x86_64"):
+        for who, d in daemons.items():
+            s, msgs = call(d, "POST", base + spec)
+            assert s == 200 and msgs[-1]["status"].startswith("Status: "), (spec, who, msgs)
+
+
 def test_push_stream_matches_dockerd(daemons, berth_registry):
     host = berth_registry.host
     for who, d in daemons.items():
