@@ -121,7 +121,7 @@ class Puller:
             raise media.InvalidManifest(f"manifest {digest} has no config")
         config = await self._small_blob(client, repo, m.config)
         if platform is not None and index is None:
-            self._check_platform(config, platform)
+            self._check_platform(config, platform, ref)
         layers = [d for d in m.layers if not d.urls]
         result = PullResult(ref, top, digest, m, config, index)
         whole = known_image is not None and known_image(m.config.digest)
@@ -151,7 +151,8 @@ class Puller:
         return result
 
     @staticmethod
-    def _check_platform(config: bytes, want: media.Platform) -> None:
+    def _check_platform(config: bytes, want: media.Platform, ref: Reference) -> None:
+        # dockerd 20.10 pulls such an image anyway; later ones refuse it, as here
         import json
 
         try:
@@ -161,8 +162,8 @@ class Puller:
         have = media.Platform(doc.get("os", ""), doc.get("architecture", ""), doc.get("variant"))
         if (have.os, have.architecture) != (want.os, want.architecture):
             raise media.PlatformNotFound(
-                f"image with reference was found but does not match the specified platform: "
-                f"wanted {want}, actual: {have}")
+                f"image with reference {ref} was found but does not match the specified "
+                f"platform: wanted {want}, actual: {have}")
 
     async def _small_blob(self, client: RegistryClient, repo: str, d: media.Descriptor) -> bytes:
         if self.sink.has(d.digest):

@@ -221,6 +221,12 @@ def test_index_platform_choice(registry, tmp_path):
                       platform=media.parse_platform("linux/riscv64")))
     with pytest.raises(ManifestUnknown, match="manifest unknown"):
         run(pull_into(str(tmp_path / "d4"), f"{registry.host}/plat/app:nope"))
+    # a single-platform image asked for another platform is refused, and says which
+    one = f"{registry.host}/plat/app@{digests['amd64']}"
+    with pytest.raises(media.PlatformNotFound, match=(
+            f"^image with reference {one} was found but does not match the specified "
+            "platform: wanted linux/arm64, actual: linux/amd64$")):
+        run(pull_into(str(tmp_path / "d5"), one, platform=media.parse_platform("arm64")))
 
 
 def test_mirror_serves_docker_io(tmp_path, berth_registry):
