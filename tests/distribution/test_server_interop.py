@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
@@ -303,3 +304,31 @@ def test_serve_refusals_leave_no_root(tmp_path):
                                timeout=30)
             assert r.returncode == 1 and r.stderr.startswith(f"berth registry: {why}"), r.stderr
             assert len(r.stderr.splitlines()) == 1 and not root.exists()
+
+
+def test_abandoned_uploads_are_purged(tmp_path):
+    """A push whose client died leaves a session; one a day old is purged when the server
+    starts (and hourly), a recent one is kept."""
+    r = start_berth_registry(tmp_path)
+    try:
+        api = Api(r.url)
+        old = api.req("POST", "/v2/pu/app/blobs/uploads/").headers["Location"]
+        api.req("PATCH", old, b"half a layer", {"Content-Type": "application/octet-stream"})
+        fresh = api.req("POST", "/v2/pu/app/blobs/uploads/").headers["Location"]
+    finally:
+        r.stop()
+    stale = time.time() - 2 * 24 * 3600
+    session = r.root / "uploads" / old.rsplit("/", 1)[1]
+    for f in ("info", "data"):
+        os.utime(session / f, (stale, stale))
+    r = start_berth_registry(tmp_path)
+    try:
+        api = Api(r.url)
+        deadline = time.monotonic() + 10
+        while session.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not session.exists()
+        assert api.req("GET", old).status == 404
+        assert api.req("GET", fresh).status == 204
+    finally:
+        r.stop()

@@ -614,11 +614,35 @@ async def serve(registry: Registry, host: str, port: int, *, ssl_context=None,
         logger.addHandler(h)
         logger.propagate = False
         kw = {"access_log": logger, "access_log_class": AccessLogger}
-    runner = web.AppRunner(registry.app(), **kw)
+    app = registry.app()
+    app.cleanup_ctx.append(_purging(registry.storage))
+    runner = web.AppRunner(app, **kw)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=256)
     await site.start()
     return runner
+
+
+def _purging(storage: st.Storage, every: float = 3600.0):
+    """Abandoned upload sessions are purged at start and then hourly, off the event loop."""
+    async def ctx(app):
+        import asyncio
+
+        async def loop():
+            while True:
+                try:
+                    n = await _offload(storage.purge_uploads)
+                    if n:
+                        log.info("purged %d abandoned upload(s)", n)
+                except OSError as e:
+                    log.warning("upload purge: %s", e)
+                await asyncio.sleep(every)
+
+        task = asyncio.get_running_loop().create_task(loop())
+        yield
+        task.cancel()
+
+    return ctx
 
 
 def bound_port(runner: web.AppRunner) -> int:

@@ -39,7 +39,8 @@ from berth.errors import Conflict, InvalidArgument, NotFound
 __all__ = ["BlobUnknown", "ManifestUnknown", "NameUnknown", "Storage", "Upload", "UploadUnknown"]
 
 # An upload's in-memory hash state is kept between requests; after a restart it is recomputed.
-_UPLOAD_STALE = 24 * 3600
+# A session untouched this long is abandoned (its client died mid-push) and is purged.
+UPLOAD_STALE = 24 * 3600
 
 
 class BlobUnknown(NotFound):
@@ -332,6 +333,26 @@ class Storage:
         up = Upload(self, name, uid, algorithm)
         self._uploads[uid] = up
         return up
+
+    def purge_uploads(self, max_age: float = UPLOAD_STALE) -> int:
+        """Delete upload sessions with no bytes received for ``max_age`` seconds (as the
+        reference registry's upload purging); returns how many."""
+        base = os.path.join(self.root, "uploads")
+        now, n = time.time(), 0
+        for uid in os.listdir(base):
+            d = os.path.join(base, uid)
+            try:
+                last = max(os.stat(os.path.join(d, f)).st_mtime for f in ("info", "data"))
+            except (FileNotFoundError, NotADirectoryError):
+                last = 0.0  # half made or half removed
+            if now - last < max_age:
+                continue
+            up = self._uploads.get(uid)
+            if up is not None and up.lock.locked():
+                continue  # a request is writing to it right now
+            Upload(self, "", uid, "sha256").cancel()
+            n += 1
+        return n
 
     def get_upload(self, name: str, uid: str) -> Upload:
         up = self._uploads.get(uid)
