@@ -394,8 +394,8 @@ class RegistryClient:
         try:
             if (r.content_length or 0) > media.MANIFEST_MAX:
                 raise RegistryProtocolError(f"manifest {repository}:{reference} is too large")
-            raw = await r.content.read(media.MANIFEST_MAX + 1)
-            if len(raw) > media.MANIFEST_MAX:
+            raw = await read_at_most(r, media.MANIFEST_MAX)
+            if raw is None:
                 raise RegistryProtocolError(f"manifest {repository}:{reference} is too large")
         finally:
             r.release()
@@ -553,6 +553,17 @@ def dial_error(e: BaseException, url: str) -> str:
     if name in _ERRNO_WORDS:
         return f"dial tcp {host}: connect: {_ERRNO_WORDS[name]}"
     return str(e) or type(e).__name__
+
+
+async def read_at_most(r: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None past ``limit`` bytes. (``content.read(n)`` is no such thing:
+    it gives what has arrived so far, so a manifest in two TCP reads came back cut.)"""
+    buf = bytearray()
+    async for chunk in r.content.iter_chunked(_CHUNK):
+        buf += chunk
+        if len(buf) > limit:
+            return None
+    return bytes(buf)
 
 
 def _scope_error(header: str) -> str | None:

@@ -32,6 +32,7 @@ from berth.distribution.client import (
     DigestMismatch,
     RegistryClient,
     RegistryUnavailable,
+    read_at_most,
 )
 from berth.distribution.reference import Reference, hasher
 from berth.errors import InvalidArgument
@@ -174,9 +175,12 @@ class Puller:
             raise media.InvalidManifest(f"config {d.digest} is too large ({d.size} bytes)")
         resp, _ = await client.open_blob(repo, d.digest)
         try:
-            data = await resp.content.read(d.size + 1)
+            data = await read_at_most(resp, d.size)
         finally:
             resp.release()
+        if data is None:
+            raise DigestMismatch(f"digest mismatch for blob {d.digest}: more than the {d.size} "
+                                 "bytes the manifest says")
         h = hasher(d.digest)
         h.update(data)
         got = f"{d.digest.partition(':')[0]}:{h.hexdigest()}"

@@ -379,12 +379,28 @@ class Faulty:
     async def _base(self, request):
         return web.json_response({})
 
+    async def _trickle(self, request, body: bytes, content_type: str):
+        # the bytes in three writes with pauses between: what a slow link or TLS records do
+        resp = web.StreamResponse(headers={"Content-Type": content_type})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        third = len(body) // 3
+        for part in (body[:third], body[third:2 * third], body[2 * third:]):
+            await resp.write(part)
+            await asyncio.sleep(0.05)
+        await resp.write_eof()
+        return resp
+
     async def _manifest(self, request):
+        if self.mode == "trickle":
+            return await self._trickle(request, self.manifest, media.OCI_MANIFEST)
         return web.Response(body=self.manifest, content_type=media.OCI_MANIFEST)
 
     async def _blob(self, request):
         d = request.match_info["digest"]
         if d == sha(self.cfg):
+            if self.mode == "trickle":
+                return await self._trickle(request, self.cfg, "application/octet-stream")
             return web.Response(body=self.cfg)
         rng = request.headers.get("Range")
         self.ranges.append(rng)
@@ -432,6 +448,15 @@ def _visible_blobs(dst: str) -> set[str]:
     for _dirpath, _, files in os.walk(os.path.join(dst, "blobs")):
         out |= {f"sha256:{f}" for f in files}
     return out
+
+
+def test_manifest_and_config_arriving_in_pieces(tmp_path):
+    """A manifest or config that comes in several reads is read whole (a read of n bytes
+    gives what has arrived, not n)."""
+    layer = os.urandom(3000)
+    f, res = run(_pull_faulty("trickle", layer, str(tmp_path / "d")))
+    assert not isinstance(res, Exception), res
+    assert res.config == f.cfg and res.manifest.raw == f.manifest
 
 
 def test_fault_digest_mismatch_stores_nothing(tmp_path):
