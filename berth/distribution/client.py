@@ -584,6 +584,9 @@ def _same_origin(a: str, b: str) -> bool:
 def new_session(limit: int = 32) -> aiohttp.ClientSession:
     """An aiohttp session tuned for registry traffic (no total timeout: layers are big)."""
     timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=300)
+    # identity: nothing between us and a registry may gzip a manifest (bytes digests are
+    # checked on) or a blob (already compressed, and fetched by byte Range when resumed)
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, ttl_dns_cache=60),
                                  timeout=timeout, auto_decompress=False,
-                                 headers={"User-Agent": "berth/0.1"})
+                                 headers={"User-Agent": "berth/0.1",
+                                          "Accept-Encoding": "identity"})
