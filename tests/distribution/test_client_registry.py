@@ -478,7 +478,7 @@ def test_fault_digest_mismatch_stores_nothing(tmp_path):
     dst = str(tmp_path / "dst")
     f, res = run(_pull_faulty("corrupt", layer, dst))
     assert isinstance(res, DigestMismatch)
-    assert f"digest mismatch for blob {sha(layer)}" in str(res)
+    assert str(res) == f"filesystem layer verification failed for digest {sha(layer)}"
     assert sha(layer) not in _visible_blobs(dst)
     assert not os.listdir(os.path.join(dst, ".ingest"))
 
@@ -498,6 +498,7 @@ def test_fault_connection_always_cut_leaves_nothing_visible(tmp_path):
     layer = os.urandom(1_000_000)
     dst = str(tmp_path / "dst")
     f, res = run(_pull_faulty("always-cut", layer, dst))
-    assert isinstance(res, RegistryUnavailable) and sha(layer) in str(res)
+    assert isinstance(res, RegistryUnavailable)
+    assert str(res).startswith(f"unexpected EOF: blob {sha(layer)} ended at byte ")
     assert sha(layer) not in _visible_blobs(dst)
     assert len(f.ranges) == 3  # the first try and two retries

@@ -251,7 +251,7 @@ def test_fault_bad_digest_stores_nothing(berthd):
         before = content_blobs(berthd)
         r = berthd.berth("pull", f"127.0.0.1:{ft.port}/bad/app:1", check=False)
         assert r.returncode == 1
-        assert f"digest mismatch for blob {sha(ft.f.layer)}" in r.stderr
+        assert f"filesystem layer verification failed for digest {sha(ft.f.layer)}" in r.stderr
         assert content_blobs(berthd) == before
         assert json.loads(berthd.docker("images", "--format", "{{json .}}").stdout
                           or "null") is None

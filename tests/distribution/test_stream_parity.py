@@ -11,7 +11,7 @@ import socket
 
 import pytest
 from imagegen import make_layout
-from regapi import Api
+from regapi import Api, sha
 from regprocs import free_port, htpasswd_file, start_berth_registry
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
@@ -188,6 +188,20 @@ def test_platform_words_parse_as_dockerd(daemons, berth_registry, image):
         for who, d in daemons.items():
             s, msgs = call(d, "POST", base + spec)
             assert s == 200 and msgs[-1]["status"].startswith("Status: "), (spec, who, msgs)
+
+
+def test_corrupt_layer_reads_as_dockerd(daemons):
+    from test_daemon import _faulty
+
+    ft = _faulty("corrupt", "parity-corrupt", 50_000)
+    try:
+        got = {who: call(d, "POST", f"/images/create?fromImage=127.0.0.1:{ft.port}/bad/app"
+                                    "&tag=1") for who, d in daemons.items()}
+        errs = {who: in_band_error(msgs) for who, (_, msgs) in got.items()}
+        assert errs["berth"] == errs["docker"] == \
+            f"filesystem layer verification failed for digest {sha(ft.f.layer)}"
+    finally:
+        ft.stop()
 
 
 def test_push_stream_matches_dockerd(daemons, berth_registry):
