@@ -70,6 +70,7 @@ class Pusher:
         m = media.parse_manifest(raw, media_type)
         if announce:
             emit(jm.message(f"The push refers to repository [{ref.full_name}]"))
+        await client.ping()  # an unreachable registry fails before any layer is listed
         if m.is_index:
             for child in m.manifests:
                 craw = source.read(child.digest)

@@ -216,6 +216,16 @@ def test_push_stream_matches_dockerd(daemons, berth_registry):
         d.docker("tag", "busybox:latest", f"{host}/par/push-{who}:1")
         s, msgs = call(d, "POST", f"/images/{host}/par/push-{who}/push?tag=2")
         assert in_band_error(msgs) == f"tag does not exist: {host}/par/push-{who}:2", who
+    # a registry that does not answer: the error right after the first line, no layer listed
+    closed = f"127.0.0.1:{free_port()}"
+    for who, d in daemons.items():
+        d.docker("tag", "busybox:latest", f"{closed}/par/x:1")
+        s, msgs = call(d, "POST", f"/images/{closed}/par/x/push?tag=1")
+        assert [m.get("status") for m in msgs[:-1]] == [
+            f"The push refers to repository [{closed}/par/x]"], (who, msgs)
+        assert in_band_error(msgs) == f'Get "http://{closed}/v2/": dial tcp {closed}: ' \
+                                      "connect: connection refused", who
+        d.docker("rmi", f"{closed}/par/x:1")
     ids = {}
     for who, d in daemons.items():
         s, msgs = call(d, "POST", f"/images/{host}/par/push-{who}/push?tag=1")
