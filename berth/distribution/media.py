@@ -42,6 +42,25 @@ class InvalidManifest(InvalidArgument):
     pass
 
 
+# dockerd's test for what it will pull as an image (distribution/pull_v2.go): a config or
+# layer type of the image families (or one old images carry); an artifact (a Helm chart, an
+# SBOM with the empty config) is refused before any byte of it is fetched
+_IMAGE_TYPE_PREFIXES = ("application/vnd.oci.image.", "application/vnd.docker.")
+_OLD_IMAGE_TYPES = frozenset(("application/octet-stream", "application/json", "text/html", ""))
+
+
+def check_image_types(m: "Manifest") -> None:
+    """Refuse a manifest that is not an image's, in dockerd's words."""
+    for d in (m.config, *m.layers):
+        if d is None:
+            continue
+        mt = d.media_type.lower()
+        if mt in _OLD_IMAGE_TYPES or (mt.startswith(_IMAGE_TYPE_PREFIXES)
+                                      and not mt.startswith("application/vnd.docker.ai.")):
+            continue
+        raise InvalidManifest(f"unsupported media type {d.media_type}")
+
+
 @dataclass(frozen=True)
 class Descriptor:
     media_type: str

@@ -121,6 +121,7 @@ class Puller:
                 raise media.InvalidManifest(f"index {child.digest} names another index")
         if m.config is None:
             raise media.InvalidManifest(f"manifest {digest} has no config")
+        media.check_image_types(m)
         config = await self._small_blob(client, repo, m.config)
         if platform is not None and index is None:
             self._check_platform(config, platform, ref)

@@ -190,6 +190,24 @@ def test_platform_words_parse_as_dockerd(daemons, berth_registry, image):
             assert s == 200 and msgs[-1]["status"].startswith("Status: "), (spec, who, msgs)
 
 
+def test_artifacts_are_not_pulled_as_images(daemons, berth_registry):
+    """A Helm chart or an SBOM artifact: refused before any of it is fetched, as dockerd."""
+    api = Api(berth_registry.url)
+    empty = api.push_blob("par/sbom", b"{}")
+    art = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+           "artifactType": "application/vnd.example.sbom",
+           "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty,
+                      "size": 2},
+           "layers": [{"mediaType": "application/spdx+json",
+                       "digest": api.push_blob("par/sbom", b'{"spdx": 1}'), "size": 11}]}
+    assert api.push_manifest("par/sbom", "1", art).status == 201
+    for who, d in daemons.items():
+        s, msgs = call(d, "POST", f"/images/create?fromImage={berth_registry.host}/par/sbom"
+                                  "&tag=1")
+        assert [m.get("status") for m in msgs[:-1]] == ["Pulling from par/sbom"], (who, msgs)
+        assert in_band_error(msgs) == "unsupported media type application/vnd.oci.empty.v1+json"
+
+
 def test_corrupt_layer_reads_as_dockerd(daemons):
     from test_daemon import _faulty
 
