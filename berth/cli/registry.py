@@ -206,7 +206,10 @@ def login(ctx, argv: list[str]) -> int:
     if not user or not password:
         from berth.distribution import dockerconfig
 
-        stored = dockerconfig.get(server)
+        try:
+            stored = dockerconfig.get(server)
+        except Exception:  # noqa: BLE001 - a broken store only means nothing to reuse
+            stored = None
         if not sys.stdin.isatty():
             if stored and not user and not password:
                 user, password = stored.username, stored.password
@@ -233,8 +236,14 @@ def login(ctx, argv: list[str]) -> int:
     from berth.distribution import dockerconfig
 
     token = (ans or {}).get("IdentityToken") or None
-    path = dockerconfig.store(server, dockerconfig.Credentials(user, "" if token else password,
-                                                               token))
+    from berth.errors import BerthError
+
+    try:
+        path = dockerconfig.store(server, dockerconfig.Credentials(
+            user, "" if token else password, token))
+    except BerthError as e:
+        ctx.err.write(f"Error saving credentials: {e}\n")
+        return 1
     ctx.err.write(f"WARNING! Your credentials are stored unencrypted in '{path}'.\n"
                   "Configure a credential helper to remove this warning. See\n"
                   "https://docs.docker.com/go/credential-store/\n\n")

@@ -90,15 +90,19 @@ def _run_helper(name: str, verb: str, data: str) -> str:
     import subprocess
 
     prog = f"docker-credential-{name}"
+    # the docker CLI's words (docker-credential-helpers' client)
+    doing = {"get": "getting", "store": "storing", "erase": "erasing"}.get(verb, verb)
     try:
         r = subprocess.run([prog, verb], input=data, capture_output=True, text=True, timeout=30)
     except FileNotFoundError:
-        raise Unavailable(f"credential helper {prog} not found") from None
+        raise Unavailable(f'error {doing} credentials - err: exec: "{prog}": executable file '
+                          "not found in $PATH, out: ``") from None
     if r.returncode != 0:
         msg = (r.stdout or r.stderr).strip()
         if verb == "get" and "credentials not found" in msg.lower():
             return ""
-        raise Unavailable(f"credential helper {prog} {verb}: {msg}")
+        raise Unavailable(f"error {doing} credentials - err: exit status {r.returncode}, "
+                          f"out: `{msg}`")
     return r.stdout
 
 

@@ -414,3 +414,20 @@ def test_info_shows_registry_settings_as_dockerd(tmp_path):
             if line.split()[4].startswith(str(base)):
                 subprocess.run(["umount", "-l", line.split()[4]], check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_login_with_a_missing_credential_helper(shared_registry, berthd, tmp_path):
+    """The credential helper named by credsStore is not installed: both CLIs fail the same
+    way, in one line (berth printed a traceback)."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "config.json").write_text('{"credsStore": "berth-test-nosuch"}')
+    env = {**os.environ, "DOCKER_CONFIG": str(cfg)}
+    got = []
+    for cli in (berthd.berth, berthd.docker):
+        r = cli("login", "-u", "u", "--password-stdin", shared_registry.host, input="p",
+                check=False, env=env)
+        got.append((r.returncode, r.stderr.strip().splitlines()[-1]))
+    assert got[0] == got[1] == (1, 'Error saving credentials: error storing credentials - err: '
+                                   'exec: "docker-credential-berth-test-nosuch": executable '
+                                   'file not found in $PATH, out: ``')
