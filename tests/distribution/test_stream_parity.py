@@ -53,7 +53,18 @@ def in_band_error(msgs: list[dict]) -> str:
 @pytest.fixture
 def daemons(dockerd, berthd, busybox_tar):
     berthd.docker("import", str(busybox_tar), "busybox:latest")
-    return {"docker": dockerd, "berth": berthd}
+
+    def images() -> set[str]:
+        return set(dockerd.docker("images", "-q", "--no-trunc", text=True).stdout.split())
+
+    before = images()
+    try:
+        yield {"docker": dockerd, "berth": berthd}
+    finally:
+        # the session's dockerd is shared: leave it with no image a test here pulled
+        new = sorted(images() - before)
+        if new:
+            dockerd.docker("rmi", "-f", *new, check=False)
 
 
 @pytest.fixture
