@@ -164,6 +164,16 @@ class RegistryClient:
         self._ping_lock = asyncio.Lock()
         self._ssl: dict[str, object] = {}
 
+    def past_mirror(self) -> "RegistryClient | None":
+        """After a failure on a mirror, a client for the registry itself (dockerd falls back
+        from a mirror on any error of a pull: a pull-through cache may lack the image); None
+        when this client is not on a mirror."""
+        if self._endpoint is None or not self._endpoint.mirror:
+            return None
+        c = RegistryClient(self.registry, self.settings, self.credentials, session=self.session)
+        c.endpoints = [e for e in self.endpoints if not e.mirror]
+        return c
+
     async def __aenter__(self) -> "RegistryClient":
         return self
 

@@ -21,6 +21,7 @@ Guarantees:
 """
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -36,7 +37,9 @@ from berth.distribution.client import (
     read_at_most,
 )
 from berth.distribution.reference import Reference, hasher
-from berth.errors import InvalidArgument
+from berth.errors import BerthError, InvalidArgument
+
+log = logging.getLogger("berth.distribution.pull")
 
 __all__ = ["BlobSink", "BlobWriter", "PullResult", "Puller"]
 
@@ -99,8 +102,22 @@ class Puller:
         """Pull ``ref`` into the sink. Without ``on_layer`` each layer ends with ``Pull
         complete``; with it, the caller says when a layer is complete (after unpacking).
         ``known_image(config digest)`` says the caller has that image whole: then, as
-        dockerd, no layer is fetched or listed (``on_layer`` is still called for each)."""
+        dockerd, no layer is fetched or listed (``on_layer`` is still called for each).
+        A pull that fails on a registry mirror is tried again on the registry itself."""
         emit = emit or (lambda m: None)
+        try:
+            return await self._pull(client, ref, platform, emit, on_layer, known_image)
+        except media.PlatformNotFound:
+            raise
+        except BerthError as e:
+            alt = client.past_mirror()
+            if alt is None:
+                raise
+            log.info("pull of %s from a mirror failed (%s); trying %s", ref, e, ref.registry)
+            return await self._pull(alt, ref, platform, emit, on_layer, known_image)
+
+    async def _pull(self, client: RegistryClient, ref: Reference, platform, emit: Emit,
+                    on_layer, known_image) -> PullResult:
         repo = ref.repository
         raw, ct, digest = await client.get_manifest(repo, ref.ref)
         m = media.parse_manifest(raw, ct)

@@ -239,6 +239,28 @@ def test_mirror_serves_docker_io(tmp_path, berth_registry):
                access_log(berth_registry))
 
 
+def test_mirror_without_the_image_falls_back_to_the_registry(tmp_path, berth_registry,
+                                                             monkeypatch):
+    """As dockerd: a pull that fails on a mirror (a cache without the image) goes on to the
+    registry itself; here a second local registry stands in for Docker Hub."""
+    import berth.distribution.settings as settings_mod
+
+    hub = start_berth_registry(tmp_path / "hub")
+    try:
+        monkeypatch.setattr(settings_mod, "HUB_ENDPOINT", hub.url)
+        img = make_layout(str(tmp_path / "src"), [("hubonly", 4000)])
+        run(push_layout(img.layout, f"{hub.host}/library/hubonly:1"))
+        settings = RegistrySettings(registry_mirrors=[berth_registry.url])
+        res, _ = run(pull_into(str(tmp_path / "dst"), "hubonly:1", settings=settings))
+        assert res.digest == img.manifest_digest
+        assert any(p == "/v2/library/hubonly/manifests/1" and status == 404
+                   for _, p, status, _ in access_log(berth_registry))
+        with pytest.raises(ManifestUnknown):  # nowhere: the registry's answer is the error
+            run(pull_into(str(tmp_path / "dst2"), "nowhere:1", settings=settings))
+    finally:
+        hub.stop()
+
+
 def test_bearer_auth(tmp_path):
     pw = htpasswd_file(tmp_path / "htpasswd", {"carol": "c-pass"})
     r = start_berth_registry(tmp_path / "reg", "--htpasswd", str(pw), "--auth", "token")
