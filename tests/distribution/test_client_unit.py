@@ -288,6 +288,10 @@ def test_x_registry_auth_codec():
     (["pull", "-a", "127.0.0.1:9/x:1"], None),
     (["push", "-a", "127.0.0.1:9/x:1"], None),
     (["push", "127.0.0.1:9/x@sha256:" + "a" * 64], None),
+    # references the CLI itself refuses, before any daemon (or Docker Hub lookup)
+    (["pull", "x:"], None), (["pull", "a//b"], None), (["pull", "Busybox"], None),
+    (["push", "Busybox"], None), (["pull", "127.0.0.1:9/Pj/x:1"], None),
+    (["pull", "x@sha256:abc"], None),
     (["login", "-u", "u", "-p", "x", "--password-stdin", "127.0.0.1:9"], "pw"),
     (["login", "--password-stdin", "127.0.0.1:9"], "pw"),
     (["logout", "127.0.0.1:9"], None),
