@@ -234,9 +234,8 @@ def match(service, c, filters: dict[str, list[str]]) -> bool:
                 return False
         if k == "is-task" and "true" in wanted:
             return False
-        if k == "health":
-            if "none" not in wanted:
-                return False
+        if k == "health" and "none" not in wanted:
+            return False
         if k == "expose":
             ports = set(rec["Config"].get("ExposedPorts") or {})
             if not any(w in ports or f"{w}/tcp" in ports for w in wanted):

@@ -70,15 +70,23 @@ class StartFailed(InvalidArgument):
     """The runtime refused to start the process (a missing or non-executable command)."""
 
 
-_ADJECTIVES = ("admiring amazing bold brave busy calm clever cool dazzling determined eager "
-               "ecstatic elegant epic festive focused friendly gallant gifted happy hopeful "
-               "jolly keen kind laughing loving lucid magical modest nice nifty optimistic "
-               "peaceful pensive practical quirky relaxed serene sharp stoic sweet tender "
-               "trusting upbeat vibrant vigilant wizardly youthful zealous").split()
-_NAMES = ("albattani allen archimedes babbage bell bohr curie darwin dijkstra einstein euclid "
-          "fermat feynman franklin galileo gauss goodall hawking hopper hypatia johnson kepler "
-          "knuth lamarr leakey lovelace mayer mccarthy meitner newton noether pasteur perlman "
-          "pike ritchie shannon sinoussi tesla thompson torvalds turing wiles wright yonath").split()
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+_ADJECTIVES = _words("""
+    admiring amazing bold brave busy calm clever cool dazzling determined eager ecstatic
+    elegant epic festive focused friendly gallant gifted happy hopeful jolly keen kind
+    laughing loving lucid magical modest nice nifty optimistic peaceful pensive practical
+    quirky relaxed serene sharp stoic sweet tender trusting upbeat vibrant vigilant wizardly
+    youthful zealous
+""")
+_NAMES = _words("""
+    albattani allen archimedes babbage bell bohr curie darwin dijkstra einstein euclid
+    fermat feynman franklin galileo gauss goodall hawking hopper hypatia johnson kepler
+    knuth lamarr leakey lovelace mayer mccarthy meitner newton noether pasteur perlman pike
+    ritchie shannon sinoussi tesla thompson torvalds turing wiles wright yonath
+""")
 
 
 def _valid_name(name: str) -> bool:
@@ -818,8 +826,8 @@ class ContainerService:
         old = c.name
         with _names_lock:
             if full == old:
-                raise InvalidArgument(f"Renaming a container with the same name as its current "
-                                      f"name")
+                raise InvalidArgument("Renaming a container with the same name as its current "
+                                      "name")
             if full in self.by_name:
                 raise NameConflict(f'Conflict. The container name "{full}" is already in use by '
                                    f'container "{self.by_name[full]}". You have to remove (or '
@@ -935,6 +943,79 @@ class ContainerService:
             deleted.append(c.id)
         self.events.publish("container", "prune", "", {"reclaimed": str(space)})
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": space}
+
+    # ------------------------------------------------------------------ layer operations
+    def changes(self, c: Container) -> list[dict]:
+        """``docker diff``: the writable layer against the image (blocking)."""
+        from .archive import changes
+
+        snaps = self.engine.images.store.snapshots
+        key = c.rec["SnapshotKey"]
+        info = snaps.stat(key)
+        ignore = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/.dockerenv"}
+        ignore |= {p["Destination"] for p in c.rec.get("MountPoints", [])}
+        return changes(snaps.dir_of(key), snaps.chain(info.get("parent")), ignore)
+
+    async def commit(self, ref: str, repo: str, tag: str, comment: str, author: str,
+                     pause: bool, changes: list[str], overrides: dict) -> dict:
+        from .commit import commit
+
+        c = self.get(ref)
+        paused_here = False
+        if pause and c.state["Status"] == cs.RUNNING and c.client is not None:
+            await c.client.pause()
+            paused_here = True
+        try:
+            return await asyncio.to_thread(commit, self, c, repo, tag, comment, author,
+                                           changes, overrides)
+        finally:
+            if paused_here and c.client is not None:
+                try:
+                    await c.client.resume()
+                except BerthError:
+                    pass
+
+    async def update(self, ref: str, body: dict) -> dict:
+        """``docker update``: the restart policy now; resources on the next start."""
+        c = self.get(ref)
+        host = c.rec["HostConfig"]
+        warnings: list[str] = []
+        pol = body.get("RestartPolicy")
+        if pol and pol.get("Name") is not None:
+            check = dict(host, RestartPolicy=pol)
+            hostconfig.check(c.rec["Config"], check, os.cpu_count() or 1, tuple(self.runtimes))
+            host["RestartPolicy"] = {"Name": pol.get("Name") or "no",
+                                     "MaximumRetryCount": pol.get("MaximumRetryCount") or 0}
+            if c.client is not None:
+                p = host["RestartPolicy"]
+                spec = p["Name"]
+                if p["Name"] == "on-failure" and p["MaximumRetryCount"]:
+                    spec = f"on-failure:{p['MaximumRetryCount']}"
+                await c.client.update(spec)
+        keys = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares",
+                "CpuPeriod", "CpuQuota", "CpusetCpus", "CpusetMems", "PidsLimit",
+                "BlkioWeight")
+        new = dict(host)
+        for k in keys:
+            if k in body and body[k] not in (None, 0, ""):
+                new[k] = body[k]
+        hostconfig.check(c.rec["Config"], new, os.cpu_count() or 1, tuple(self.runtimes))
+        changed = {k: new[k] for k in keys if new.get(k) != host.get(k)}
+        host.update(changed)
+        self._save(c)
+        if changed and cs.is_running(c.state) and c.state.get("Pid"):
+            await asyncio.to_thread(self._update_cgroups, c, host)
+        self.events.publish("container", "update", c.id, self._event_attrs(c))
+        return {"Warnings": warnings or None}
+
+    def _update_cgroups(self, c: Container, host: dict) -> None:
+        import subprocess
+
+        rt = host.get("Runtime") or self.default_runtime
+        res = oci.resources(host)
+        subprocess.run([self.runtimes[rt], "--root", os.path.join(self.runtime_root, rt),
+                        "update", "-r", "-", c.id], input=json.dumps(res).encode(),
+                       capture_output=True, check=False)
 
     # ------------------------------------------------------------------ sizes
     def size_rw(self, c: Container) -> int:
@@ -1191,3 +1272,15 @@ def _wake(futs: list, value) -> None:
         if not f.done():
             f.set_result(value)
     futs.clear()
+
+
+def setup_services(engine, default_runtime: str | None = None, cgroup_parent: str = "berth",
+                   **_ignored) -> None:
+    """Build the volume, container and exec services on ``engine`` (called by Engine)."""
+    from .execs import ExecService
+    from .volumes import VolumeService
+
+    engine.volumes = VolumeService(os.path.join(engine.root, "volumes"), engine.events)
+    engine.containers = ContainerService(engine, engine.root, engine.run, default_runtime,
+                                         cgroup_parent)
+    engine.execs = ExecService(engine.containers, engine.events)

@@ -22,7 +22,7 @@ from .events import EventBus
 
 
 class Engine:
-    def __init__(self, root: str, run: str) -> None:
+    def __init__(self, root: str, run: str, **options) -> None:
         self.root = os.path.abspath(root)
         self.run = os.path.abspath(run)
         os.makedirs(self.root, mode=0o711, exist_ok=True)
@@ -33,6 +33,9 @@ class Engine:
         from .images import ImageService
 
         self.images = ImageService(os.path.join(self.root, "image"), self.events)
+        from .containers import setup_services
+
+        setup_services(self, **options)  # volumes, containers, execs (issue 4)
 
     def _daemon_id(self) -> str:
         p = os.path.join(self.root, "engine-id")
@@ -48,6 +51,14 @@ class Engine:
         ident = str(uuid.uuid4())
         atomic.write_text(p, ident + "\n")
         return ident
+
+    async def start(self) -> None:
+        """Once the event loop runs: live restore of containers (issue 4)."""
+        await self.containers.restore()
+
+    async def stop(self) -> None:
+        """Before close: drop the links to the shims; containers keep running."""
+        await self.containers.close()
 
     def close(self) -> None:
         self.images.close()
@@ -101,12 +112,13 @@ class Engine:
         except OSError:
             pass
         cgroup_version = "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+        counts = self.containers.counts()
         return {
             "ID": self.id,
-            "Containers": 0,
-            "ContainersRunning": 0,
-            "ContainersPaused": 0,
-            "ContainersStopped": 0,
+            "Containers": counts["Containers"],
+            "ContainersRunning": counts["ContainersRunning"],
+            "ContainersPaused": counts["ContainersPaused"],
+            "ContainersStopped": counts["ContainersStopped"],
             "Images": images,
             "Driver": "overlay2",
             "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"],
@@ -149,8 +161,8 @@ class Engine:
             "Labels": [],
             "ExperimentalBuild": False,
             "ServerVersion": __version__,
-            "Runtimes": {"berth-runtime": {"path": "berth-runtime"}, "runc": {"path": "runc"}},
-            "DefaultRuntime": "berth-runtime",
+            "Runtimes": {n: {"path": p} for n, p in self.containers.runtimes.items()},
+            "DefaultRuntime": self.containers.default_runtime,
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                       "ControlAvailable": False, "Error": "", "RemoteManagers": None},
             "LiveRestoreEnabled": True,
