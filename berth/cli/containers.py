@@ -79,7 +79,7 @@ def _names(ctx, argv_names, fn, verb_error: str | None = None) -> int:
             ctx.err.write(f"Error response from daemon: {e.message}\n")
             failed.append(n)
     if failed and verb_error:
-        ctx.err.write(f"Error: failed to {verb_error} containers: {failed}\n")
+        ctx.err.write(f"Error: failed to {verb_error} containers: {', '.join(failed)}\n")
     return 1 if failed else 0
 
 

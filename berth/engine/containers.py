@@ -436,7 +436,16 @@ class ContainerService:
                 raise Conflict("cannot start a paused container, try unpause instead")
             if st["Status"] in (cs.REMOVING, cs.DEAD):
                 raise Conflict("container is marked for removal and cannot be started")
-            await self._start_locked(c)
+            err = None
+            try:
+                await self._start_locked(c)
+            except StartFailed as e:
+                err = e
+        if err is not None:
+            # as dockerd: an --rm container that could not start is removed at once
+            if c.rec["HostConfig"].get("AutoRemove"):
+                await self._remove(c, remove_volumes=True)
+            raise err
 
     async def _start_locked(self, c: Container, restore_restart: bool = False) -> None:
         from berth.shim.client import ShimClient, ShimUnavailable
@@ -515,10 +524,11 @@ class ContainerService:
             code = 127
         elif "permission denied" in low or "is a directory" in low:
             code = 126
+        if not msg.startswith("OCI runtime"):
+            msg = f"failed to create task: OCI runtime create failed: {msg}"
         c.rec["State"] = cs.transition(c.state, "start-failed", c.id, error=msg, exit_code=code)
         self._save(c)
-        raise StartFailed(msg if msg.startswith("OCI runtime") else
-                          f"failed to create task: OCI runtime create failed: {msg}") from None
+        raise StartFailed(msg) from None
 
     def _prepare_bundle(self, c: Container, run_dir: str) -> None:
         """Everything the runtime needs on disk: rootfs mounted, /etc files, config.json."""
