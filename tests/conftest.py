@@ -168,9 +168,12 @@ class Berthd:
 
     @staticmethod
     def _run(cmd, check, input, timeout, **kw):
-        text = kw.pop("text", not isinstance(input, bytes))
-        r = subprocess.run(cmd, capture_output=True, input=input, timeout=timeout, text=text,
-                           **kw)
+        binary_in = isinstance(input, bytes)
+        r = subprocess.run(cmd, capture_output=True, input=input, timeout=timeout,
+                           text=not binary_in, **kw)
+        if binary_in and not kw.get("stdout"):
+            r.stdout = r.stdout.decode(errors="replace")
+            r.stderr = r.stderr.decode(errors="replace")
         if check and r.returncode != 0:
             raise AssertionError(f"{cmd[3:]} exited {r.returncode}: {r.stderr}")
         return r

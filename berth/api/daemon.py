@@ -98,7 +98,45 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-D", "--debug", action="store_true", help="debug logging")
     p.add_argument("-l", "--log-level", default="info",
                    choices=["debug", "info", "warn", "error", "fatal"])
+    # registries, as dockerd's flags and daemon.json keys (berth/distribution/settings.py)
+    p.add_argument("--config-file", default=None,
+                   help="daemon.json to read registry settings from (default "
+                        "/etc/berth/daemon.json if it exists)")
+    p.add_argument("--insecure-registry", action="append", dest="insecure_registries",
+                   default=[], help="registry host or CIDR allowed over plain HTTP (repeatable)")
+    p.add_argument("--registry-mirror", action="append", dest="registry_mirrors", default=[],
+                   help="mirror URL for docker.io pulls (repeatable)")
+    p.add_argument("--max-concurrent-downloads", type=int, default=None,
+                   help="layers downloaded at once per pull (default 3)")
+    p.add_argument("--max-concurrent-uploads", type=int, default=None,
+                   help="layers uploaded at once per push (default 5)")
     return p.parse_args(argv)
+
+
+def registry_settings(args: argparse.Namespace):
+    """Registry settings from daemon.json, then the flags on top (as dockerd merges them)."""
+    import json
+
+    from berth.distribution.settings import RegistrySettings
+
+    path = args.config_file or "/etc/berth/daemon.json"
+    doc: dict = {}
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        if args.config_file:
+            raise InvalidArgument(f"config file {path} not found") from None
+    except (OSError, ValueError) as e:
+        raise InvalidArgument(f"config file {path}: {e}") from None
+    doc = dict(doc)
+    doc["insecure-registries"] = list(doc.get("insecure-registries") or []) + \
+        args.insecure_registries
+    doc["registry-mirrors"] = list(doc.get("registry-mirrors") or []) + args.registry_mirrors
+    for key in ("max_concurrent_downloads", "max_concurrent_uploads"):
+        if getattr(args, key) is not None:
+            doc[key.replace("_", "-")] = getattr(args, key)
+    return RegistrySettings.from_daemon_json(doc)
 
 
 class _Formatter(logging.Formatter):
@@ -124,8 +162,8 @@ async def _serve(args: argparse.Namespace, gid: int) -> None:
 
     from .server import App
 
-    engine = Engine(args.root, args.run, default_runtime=args.default_runtime,
-                    cgroup_parent=args.cgroup_parent)
+    engine = Engine(args.root, args.run, registry_settings(args),
+                    default_runtime=args.default_runtime, cgroup_parent=args.cgroup_parent)
     app = App(engine)
     await engine.start()
     stop = asyncio.Event()

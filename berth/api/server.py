@@ -22,7 +22,7 @@ from .router import API_VERSION, Router
 log = logging.getLogger("berth.api")
 
 # One module per resource; later issues append theirs ("containers", "networks", ...).
-ROUTE_MODULES = ["system", "images", "containers", "execs", "volumes"]
+ROUTE_MODULES = ["system", "images", "distribution", "containers", "execs", "volumes"]
 
 COMMON_HEADERS = [("Api-Version", API_VERSION), ("Docker-Experimental", "false"),
                   ("Ostype", "linux")]
@@ -37,7 +37,7 @@ class App:
             mod.register(self.router, engine)
         self._servers: list[asyncio.base_events.Server] = []
         self._conns: set[asyncio.Task] = set()
-        self._unix_paths: list[str] = []
+        self._unix_paths: list[tuple[str, int]] = []
 
     async def dispatch(self, req: Request):
         try:
@@ -71,7 +71,7 @@ class App:
                 os.umask(old)
             os.chown(path, 0, gid)
             os.chmod(path, mode)
-            self._unix_paths.append(path)
+            self._unix_paths.append((path, os.stat(path).st_ino))
         elif host.startswith("tcp://"):
             hostport = host[len("tcp://"):]
             h, _, p = hostport.rpartition(":")
@@ -90,8 +90,10 @@ class App:
             await asyncio.gather(*self._conns, return_exceptions=True)
         for s in self._servers:
             await s.wait_closed()
-        for p in self._unix_paths:
+        for p, ino in self._unix_paths:
+            # only our own socket: another daemon may have taken the path since
             try:
-                os.unlink(p)
+                if os.stat(p).st_ino == ino:
+                    os.unlink(p)
             except FileNotFoundError:
                 pass

@@ -45,6 +45,8 @@ class BodyReader:
     async def pump(self) -> None:
         try:
             async for chunk in self._req.stream():
+                if self._closed:
+                    continue  # the consumer is gone: drain the body, keep nothing
                 await self._space.acquire()
                 with self._cond:
                     if self._closed:
@@ -96,8 +98,7 @@ class BodyReader:
         with self._cond:
             self._closed = True
             self._chunks.clear()
-        for _ in range(64):
-            self._release()
+        self._release()  # wake a pump waiting for space
 
 
 async def with_body(req: Request, fn: Callable[[BodyReader], object]):
@@ -152,4 +153,68 @@ async def progress_stream(fn: Callable, *args, **kwargs) -> AsyncIterator[bytes]
                 sent = True
                 yield json_line(item)
     finally:
+        await task
+
+
+async def body_progress_stream(req: Request, fn: Callable, *args, **kwargs
+                               ) -> AsyncIterator[bytes]:
+    """``progress_stream`` of ``fn(read, *args, progress=..., **kwargs)`` where ``read``
+    reads the request body as it arrives."""
+    reader = BodyReader(req, asyncio.get_running_loop())
+    pump = asyncio.ensure_future(reader.pump())
+    try:
+        async for chunk in progress_stream(fn, reader.read, *args, **kwargs):
+            yield chunk
+    finally:
+        reader.close()
+        await pump
+
+
+async def writer_stream(fn: Callable, *args, flush: int = 1 << 20,
+                        **kwargs) -> AsyncIterator[bytes]:
+    """Run ``fn(*args, write=..., **kwargs)`` in a thread; yield what it writes, in pieces of
+    about ``flush`` bytes, with backpressure (the thread waits while the client is slow)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=8)
+    done = object()
+    buf: list[bytes] = []
+    held = [0]
+
+    def put(item) -> None:
+        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+    def write(b: bytes) -> None:
+        buf.append(bytes(b))
+        held[0] += len(b)
+        if held[0] >= flush:
+            put(b"".join(buf))
+            buf.clear()
+            held[0] = 0
+
+    def run() -> None:
+        try:
+            fn(*args, write=write, **kwargs)
+            if buf:
+                put(b"".join(buf))
+        except BaseException as e:  # noqa: BLE001 - re-raised on the loop side
+            put(e)
+        finally:
+            put(done)
+
+    task = asyncio.ensure_future(asyncio.to_thread(run))
+    try:
+        while True:
+            item = await queue.get()
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        # unblock a writer stuck on a full queue if the client went away
+        while not task.done():
+            try:
+                queue.get_nowait()
+            except asyncio.QueueEmpty:
+                await asyncio.sleep(0.01)
         await task

@@ -37,8 +37,14 @@ def quote(s: str, safe: str = "/") -> str:
 
 
 def urlencode(query: dict) -> str:
-    return "&".join(f"{quote(str(k), '')}={quote(str(v), '')}" for k, v in query.items()
-                    if v is not None)
+    """``{k: v}``; a list value repeats the key (``names=a&names=b``); None is left out."""
+    parts = []
+    for k, v in query.items():
+        if v is None:
+            continue
+        for item in v if isinstance(v, list) else [v]:
+            parts.append(f"{quote(str(k), '')}={quote(str(item), '')}")
+    return "&".join(parts)
 
 
 class Response:

@@ -45,6 +45,14 @@ ROUTES: dict[tuple[str, ...], tuple[str, str]] = {
     ("image", "inspect"): ("images", "inspect"),
     ("inspect",): ("containers", "inspect_any"),
     ("image", "prune"): ("images", "prune"),
+    # registries (berth/cli/registry.py)
+    ("pull",): ("registry", "pull"),
+    ("image", "pull"): ("registry", "pull"),
+    ("push",): ("registry", "push"),
+    ("image", "push"): ("registry", "push"),
+    ("login",): ("registry", "login"),
+    ("logout",): ("registry", "logout"),
+    ("registry",): ("registry", "registry"),
     # containers, exec, volumes (issue 4)
     **{(c,): ("containers", c) for c in (
         "run", "create", "start", "stop", "restart", "kill", "rm", "ps", "logs", "attach",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 import time
 
 from berth import __version__
@@ -22,7 +23,7 @@ from .events import EventBus
 
 
 class Engine:
-    def __init__(self, root: str, run: str, **options) -> None:
+    def __init__(self, root: str, run: str, registry_settings=None, **options) -> None:
         self.root = os.path.abspath(root)
         self.run = os.path.abspath(run)
         os.makedirs(self.root, mode=0o711, exist_ok=True)
@@ -33,9 +34,24 @@ class Engine:
         from .images import ImageService
 
         self.images = ImageService(os.path.join(self.root, "image"), self.events)
+        # registries (berth/engine/distribution.py): made on first use, since the client
+        # brings aiohttp in (~200 ms of imports)
+        self.registry_settings = registry_settings
+        self._registry = None
+        self._registry_lock = threading.Lock()
         from .containers import setup_services
 
         setup_services(self, **options)  # volumes, containers, execs (issue 4)
+
+    @property
+    def registry(self):
+        with self._registry_lock:
+            if self._registry is None:
+                from .distribution import RegistryService
+
+                self._registry = RegistryService(self.images, self.root,
+                                                 self.registry_settings)
+            return self._registry
 
     def _daemon_id(self) -> str:
         p = os.path.join(self.root, "engine-id")
@@ -61,6 +77,8 @@ class Engine:
         await self.containers.close()
 
     def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
         self.images.close()
 
     def system_df(self) -> dict:
