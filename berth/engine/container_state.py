@@ -67,9 +67,10 @@ def can_delete(s: dict, force: bool = False) -> bool:
     return force or s["Status"] in (CREATED, EXITED, DEAD)
 
 
-def is_running(s: dict) -> bool:
+def is_running(s: dict | str) -> bool:
     """Running in Docker's sense: paused and restarting containers count too."""
-    return s["Status"] in (RUNNING, PAUSED, RESTARTING)
+    status = s if isinstance(s, str) else s["Status"]
+    return status in (RUNNING, PAUSED, RESTARTING)
 
 
 _ALLOWED = {
