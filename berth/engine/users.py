@@ -3,8 +3,9 @@
 
 - a name must be in the image's passwd file, a number need not be (its primary group is then
   0, or the passwd entry's when there is one);
-- the supplementary groups are those of /etc/group that list the user by name, plus
-  ``--group-add`` (names looked up, numbers taken as they are);
+- the supplementary groups are the primary group (Docker lists it, so ``id`` shows
+  ``groups=0(root)``), those of /etc/group that list the user by name, plus ``--group-add``
+  (names looked up, numbers taken as they are);
 - HOME is the passwd entry's home directory, ``/`` when there is none.
 
 The files are read with berth.engine.rootpath, inside the rootfs: a symlinked /etc/passwd
@@ -92,12 +93,12 @@ def resolve(root: str, user: str, group_add: list[str] | None = None
             gid = int(ent[2]) if ent[2].isdigit() else 0
         else:
             gid = g
-    extra: list[int] = []
+    extra: list[int] = [gid]
     if not group and uname:
         for e in groups:
             if uname in [m for m in e[3].split(",") if m] and e[2].isdigit():
                 g = int(e[2])
-                if g != gid and g not in extra:
+                if g not in extra:
                     extra.append(g)
     for ga in group_add or []:
         g = _num(ga)
