@@ -137,8 +137,10 @@ def from_container(ctx, ctr: str, src: str, dst: str, follow: bool) -> int:
                 if os.path.lexists(full) and not m.isdir() and not \
                         (os.path.isdir(full) and not os.path.islink(full)):
                     os.unlink(full)
-                tar.extract(m, out_root, numeric_owner=root,
-                            filter="fully_trusted" if root else "tar")
+                kw = {}
+                if hasattr(tarfile, "tar_filter"):
+                    kw["filter"] = "fully_trusted" if root else "tar"
+                tar.extract(m, out_root, numeric_owner=root, **kw)
     finally:
         r.close()
     return 0

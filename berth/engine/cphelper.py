@@ -128,6 +128,9 @@ def _write_json_line(obj) -> None:
     sys.stdout.buffer.write("".join(enc(obj, 0)).encode() + b"\n")
 
 
+_NO_FILTER: dict = {}
+
+
 def _tarfile():
     """tarfile that never asks NSS for user names: inside the container, glibc would load
     the container's libnss_*.so into this root process (CVE-2019-14271, docker cp)."""
@@ -135,6 +138,9 @@ def _tarfile():
 
     tarfile.pwd = None
     tarfile.grp = None
+    if hasattr(tarfile, "fully_trusted_filter"):
+        # the chroot is the boundary here, not the archive's paths (Python >= 3.11.4)
+        _NO_FILTER["filter"] = "fully_trusted"
     return tarfile
 
 
@@ -199,7 +205,7 @@ def put(path: str, no_overwrite_dir_non_dir: bool, chown: tuple[int, int] | None
             if os.path.lexists(dest) and not m.isdir() and \
                     not (os.path.isdir(dest) and not os.path.islink(dest)):
                 os.unlink(dest)
-            tar.extract(m, target, numeric_owner=True, filter="fully_trusted")
+            tar.extract(m, target, numeric_owner=True, **_NO_FILTER)
 
 
 def export() -> None:
