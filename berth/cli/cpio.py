@@ -74,6 +74,14 @@ def _tarfile():
     return tarfile
 
 
+def _inside(root: str, rel: str) -> bool:
+    """Whether ``root/rel``, symlinks resolved, stays under ``root`` (an archive's symlink
+    must not lead a later entry outside the destination)."""
+    base = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(root, rel))
+    return real == base or real.startswith(base.rstrip("/") + "/")
+
+
 def from_container(ctx, ctr: str, src: str, dst: str, follow: bool) -> int:
     if follow and not src.endswith("/"):
         st = _head(ctx, ctr, src)
@@ -130,7 +138,11 @@ def from_container(ctx, ctr: str, src: str, dst: str, follow: bool) -> int:
                     if name == ".":
                         continue
                     name = rest if first == "." else name
-                if name.startswith("..") or os.path.isabs(name):
+                if name.startswith("..") or os.path.isabs(name) or \
+                        not _inside(out_root, os.path.dirname(name)):
+                    ctx.err.write(f"skipping {m.name}: it would land outside {dst}\n")
+                    continue
+                if m.islnk() and not _inside(out_root, m.linkname):
                     continue
                 m.name = name
                 full = os.path.join(out_root, name)
