@@ -457,6 +457,9 @@ class ContainerService:
         run_dir = self._run_dir(c.id)
         try:
             await asyncio.to_thread(self._prepare_bundle, c, run_dir)
+        except BerthError as e:
+            await asyncio.to_thread(self._teardown, c)
+            self._start_failed(c, e, prefix="")
         except BaseException:
             await asyncio.to_thread(self._teardown, c)
             raise
@@ -516,7 +519,9 @@ class ContainerService:
         self.events.publish("container", "start", c.id, self._event_attrs(c))
         c.monitor = asyncio.ensure_future(self._follow(c))
 
-    def _start_failed(self, c: Container, e: BaseException) -> None:
+    def _start_failed(self, c: Container, e: BaseException,
+                      prefix: str = "failed to create task: OCI runtime create failed: "
+                      ) -> None:
         msg = str(e)
         low = msg.lower()
         code = 128
@@ -525,7 +530,7 @@ class ContainerService:
         elif "permission denied" in low or "is a directory" in low:
             code = 126
         if not msg.startswith("OCI runtime"):
-            msg = f"failed to create task: OCI runtime create failed: {msg}"
+            msg = prefix + msg
         c.rec["State"] = cs.transition(c.state, "start-failed", c.id, error=msg, exit_code=code)
         self._save(c)
         raise StartFailed(msg) from None

@@ -64,8 +64,9 @@ def test_entrypoint(bd):
 
 
 def test_tty_output_is_raw(bd):
-    r = run(bd, "-t", "busybox", "sh", "-c", "test -t 1 && echo tty; printf 'a\\n'")
-    assert r.stdout == "tty\r\na\r\n"
+    r = run(bd, "-t", "busybox", "sh", "-c", "test -t 1 && echo tty; printf 'a\\n'",
+            text=False)
+    assert r.stdout == b"tty\r\na\r\n"
 
 
 def test_detached_logs_stop_rm(bd):
@@ -93,11 +94,16 @@ def test_detached_logs_stop_rm(bd):
 
 
 def test_kill_signal_and_wait(bd):
-    bd.berth("run", "-d", "--name", "k1", "--network", "none", "busybox", "sleep", "300")
+    # PID 1 of a pid namespace gets only the signals it handles: the trap, here
+    bd.berth("run", "-d", "--name", "k1", "--network", "none", "busybox", "sh", "-c",
+             "trap 'exit 42' USR1; while true; do sleep 0.1; done")
     assert bd.berth("kill", "-s", "USR1", "k1").stdout == "k1\n"
-    assert bd.berth("wait", "k1").stdout == "138\n"  # 128 + SIGUSR1
+    assert bd.berth("wait", "k1").stdout == "42\n"
     st = json.loads(bd.berth("inspect", "k1").stdout)[0]["State"]
-    assert st["Status"] == "exited" and st["ExitCode"] == 138 and not st["Running"]
+    assert st["Status"] == "exited" and st["ExitCode"] == 42 and not st["Running"]
+    bd.berth("start", "k1")
+    bd.berth("kill", "k1")
+    assert bd.berth("wait", "k1").stdout == "137\n"
     r = bd.berth("kill", "k1", check=False)
     assert r.returncode == 1 and "is not running" in r.stderr
 
