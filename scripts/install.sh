@@ -57,3 +57,16 @@ from berth.runtime.cli import main
 sys.exit(main())
 LAUNCH
 chmod 755 "$launcher"
+
+# The berth CLI is a hot path too (`berth run` must reach berthd within a few ms): the same
+# kind of launcher, isolated and without site.
+launcher=.venv/bin/berth
+rm -f "$launcher"
+cat > "$launcher" <<LAUNCH
+#!$PY -IS
+import sys
+sys.path.insert(0, "$PWD")
+from berth.cli.main import main
+sys.exit(main())
+LAUNCH
+chmod 755 "$launcher"

@@ -41,3 +41,25 @@ json.dump(c, open(p, "w"), indent=2)
 PY
 echo "berth-runtime run quickstart (busybox, 64 MiB memory limit, 32 pids):"
 berth-runtime --root "$root" run quickstart
+
+# --- issue 3: berthd, the busybox image, `berth images` -----------------------------------
+# A private berthd (own root, run dir and socket under $work), ended by its pid on exit.
+bd="$work/berthd"
+mkdir -p "$bd"
+berthd_pid=""
+cleanup_berthd() {
+    if [ -n "$berthd_pid" ]; then
+        kill "$berthd_pid" 2>/dev/null || true
+        wait "$berthd_pid" 2>/dev/null || true
+    fi
+}
+trap 'cleanup_berthd; cleanup' EXIT
+berthd --root "$bd/root" --run "$bd/run" -H "unix://$bd/berth.sock" 2>"$bd/berthd.log" &
+berthd_pid=$!
+export BERTH_HOST="unix://$bd/berth.sock"
+for _ in $(seq 100); do berth version >/dev/null 2>&1 && break; sleep 0.1; done
+tar -C "$work/rootfs" -cf "$work/busybox.tar" .
+echo
+echo "berthd (pid $berthd_pid): berth import busybox, then berth images:"
+berth import -c 'CMD ["sh"]' "$work/busybox.tar" busybox:latest
+berth images

@@ -96,6 +96,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cgroup-parent", default="berth",
                    help="parent cgroup of the containers' cgroups (default %(default)s)")
     p.add_argument("-D", "--debug", action="store_true", help="debug logging")
+    p.add_argument("--allow-import-devices", action="store_true",
+                   help="let `import` create device nodes from the tarball (refused by default)")
     p.add_argument("-l", "--log-level", default="info",
                    choices=["debug", "info", "warn", "error", "fatal"])
     # registries, as dockerd's flags and daemon.json keys (berth/distribution/settings.py)
@@ -163,6 +165,7 @@ async def _serve(args: argparse.Namespace, gid: int) -> None:
     from .server import App
 
     engine = Engine(args.root, args.run, registry_settings(args),
+                    allow_import_devices=args.allow_import_devices,
                     default_runtime=args.default_runtime, cgroup_parent=args.cgroup_parent)
     app = App(engine)
     await engine.start()

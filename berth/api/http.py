@@ -196,6 +196,9 @@ class Connection:
             return ev
 
     async def body_chunks(self) -> AsyncIterator[bytes]:
+        if self.h11.client_is_waiting_for_100_continue and self.h11.our_state is h11.SEND_RESPONSE:
+            # curl and others hold a large body back until told to go on
+            await self._send(h11.InformationalResponse(status_code=100, headers=[]))
         while True:
             ev = await self._next_event()
             if isinstance(ev, h11.Data):
@@ -244,6 +247,10 @@ class Connection:
                 self.h11.start_next_cycle()
         except (ConnectionError, asyncio.IncompleteReadError, h11.LocalProtocolError) as e:
             log.debug("connection dropped: %s", e)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a stream that failed after its headers went out
+            log.exception("response stream failed; connection closed")
         finally:
             try:
                 self.writer.close()

@@ -183,7 +183,11 @@ async def writer_stream(fn: Callable, *args, flush: int = 1 << 20,
     def put(item) -> None:
         asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
 
+    cancelled = threading.Event()
+
     def write(b: bytes) -> None:
+        if cancelled.is_set():
+            raise ConnectionAbortedError("the client went away")
         buf.append(bytes(b))
         held[0] += len(b)
         if held[0] >= flush:
@@ -211,7 +215,8 @@ async def writer_stream(fn: Callable, *args, flush: int = 1 << 20,
                 raise item
             yield item
     finally:
-        # unblock a writer stuck on a full queue if the client went away
+        # the client went away (or the stream ended): stop the writer, unblock its queue
+        cancelled.set()
         while not task.done():
             try:
                 queue.get_nowait()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from .flags import Flag, UsageError, parse, usage_text
 
 
@@ -46,19 +44,6 @@ class Spec:
         return opts, args
 
 
-class Args(UsageError):
-    pass
-
-
-def write(ctx, text: str) -> None:
-    ctx.out.write(text)
-
-
-def die(ctx, message: str, status: int = 1) -> int:
-    ctx.err.write(message.rstrip("\n") + "\n")
-    return status
-
-
 def stream_json(ctx, resp, quiet: bool = False) -> int:
     """Print a JSON-lines progress stream as docker does; an in-band error exits 1."""
     from berth import fastjson
@@ -84,5 +69,3 @@ def stream_json(ctx, resp, quiet: bool = False) -> int:
         ctx.out.flush()
     return status
 
-
-stdout = sys.stdout

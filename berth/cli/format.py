@@ -38,6 +38,19 @@ def human_size(size: float, precision: int = 3) -> str:
     return f"{size:.{precision}g}{_DECIMAL[i]}"
 
 
+_BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
+
+
+def bytes_size(size: float) -> str:
+    """go-units BytesSize: binary units, 4 significant digits (``docker info``'s memory)."""
+    i = 0
+    size = float(size)
+    while size >= 1024.0 and i < len(_BINARY) - 1:
+        size /= 1024.0
+        i += 1
+    return f"{size:.4g}{_BINARY[i]}"
+
+
 def human_duration(seconds: float) -> str:
     """go-units HumanDuration."""
     s = int(seconds)

@@ -9,8 +9,8 @@ from berth import fastjson
 
 from .client import APIError
 from .common import Spec, stream_json
-from .flags import Flag, UsageError
-from .format import go_json, human_duration, human_size, render
+from .flags import Flag
+from .format import human_duration, human_size, render
 from .system import parse_filter_flags
 
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
@@ -60,11 +60,12 @@ def image_rows(images: list[dict], digests: bool, no_trunc: bool) -> list[dict]:
             "CreatedSince": human_duration(now - created) + " ago" if created else "N/A",
             "CreatedAt": _created_at(created),
             "Size": human_size(img.get("Size", 0)),
-            "VirtualSize": human_size(img.get("VirtualSize", img.get("Size", 0))),
+            # docker's formatter: Size with 3 significant digits, the others with 4
+            "VirtualSize": human_size(img.get("VirtualSize", img.get("Size", 0)), 4),
             "SharedSize": "N/A" if img.get("SharedSize", -1) < 0
-            else human_size(img["SharedSize"]),
+            else human_size(img["SharedSize"], 4),
             "UniqueSize": "N/A" if img.get("SharedSize", -1) < 0
-            else human_size(img.get("Size", 0) - img["SharedSize"]),
+            else human_size(img.get("Size", 0) - img["SharedSize"], 4),
             "Containers": "N/A" if img.get("Containers", -1) < 0 else str(img["Containers"]),
         }
         if not tags and not dgs:
@@ -106,8 +107,7 @@ def ls(ctx, argv) -> int:
     query = {"all": "1" if opts["all"] else None}
     if filters:
         query["filters"] = fastjson.dumps(filters)
-    images = ctx.client.get_json("/images/json", query) or []
-    images.sort(key=lambda i: i.get("Created", 0), reverse=True)
+    images = ctx.client.get_json("/images/json", query) or []  # newest first, as sent
     rows = image_rows(images, opts["digests"], opts["no_trunc"])
     fmt = opts["format"]
     if opts["quiet"]:
@@ -307,9 +307,8 @@ def history(ctx, argv) -> int:
         created = h.get("Created", 0)
         rows.append({
             "ID": hid,
-            "CreatedSince": (human_duration(now - created) + " ago") if opts["human"]
-            else _created_at(created).replace(" +0000 UTC", "Z").replace(" ", "T"),
-            "CreatedAt": _created_at(created),
+            "CreatedSince": human_duration(now - created) + " ago",
+            "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
             "CreatedBy": created_by,
             "Size": human_size(h.get("Size", 0)) if opts["human"] else str(h.get("Size", 0)),
             "Comment": h.get("Comment", ""),
@@ -318,7 +317,10 @@ def history(ctx, argv) -> int:
     if opts["quiet"]:
         fmt = "{{.ID}}"
     elif not fmt or fmt == "table":
-        fmt = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+        created = "{{.CreatedSince}}" if opts["human"] else "{{.CreatedAt}}"
+        fmt = f"table {{{{.ID}}}}\t{created}\t{{{{.CreatedBy}}}}\t{{{{.Size}}}}\t{{{{.Comment}}}}"
+    elif fmt == "json":
+        fmt = "{{json .}}"
     headers = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
     ctx.out.write(render(fmt, rows, headers))
@@ -342,15 +344,15 @@ def inspect(ctx, argv, kind: str = "image") -> int:
         try:
             found.append(ctx.client.get_json(f"/images/{n}/json"))
         except APIError as e:
-            if e.status == 404:
-                ctx.err.write(f"Error: No such {'image' if kind == 'image' else 'object'}: "
-                              f"{n}\n")
-            else:
-                ctx.err.write(f"Error response from daemon: {e.message}\n")
+            ctx.err.write(f"Error response from daemon: {e.message}\n")
             status = 1
-    if opts["format"]:
-        out = render(opts["format"], found, {})
-        ctx.out.write(out)
+    if opts["format"] == "json":
+        # the daemon's JSON as it came (docker keeps its field order), HTML-safe as Go's
+        text = fastjson.dumps(found)
+        ctx.out.write(text.replace("<", "\\u003c").replace(">", "\\u003e")
+                      .replace("&", "\\u0026") + "\n")
+    elif opts["format"]:
+        ctx.out.write(render(opts["format"], found, {}))
     else:
         import json
 
@@ -400,4 +402,3 @@ def prune(ctx, argv) -> int:
 
 COMMANDS = {"ls": ls, "tag": tag, "rm": rm, "load": load, "save": save, "import": import_,
             "history": history, "inspect": inspect, "inspect_any": inspect_any, "prune": prune}
-_unused = (UsageError, go_json)

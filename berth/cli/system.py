@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .common import Spec
 from .flags import Flag
-from .format import go_json, human_size, render
+from .format import bytes_size, human_duration, human_size, render
 
 
 def version(ctx, argv) -> int:
@@ -65,7 +65,7 @@ def info(ctx, argv) -> int:
         f" OSType: {i['OSType']}\n"
         f" Architecture: {i['Architecture']}\n"
         f" CPUs: {i['NCPU']}\n"
-        f" Total Memory: {human_size(i['MemTotal'], 4)}\n"
+        f" Total Memory: {bytes_size(i['MemTotal'])}\n"
         f" Name: {i['Name']}\n"
         f" ID: {i['ID']}\n"
         f" Docker Root Dir: {i['DockerRootDir']}\n")
@@ -166,6 +166,9 @@ def df(ctx, argv) -> int:
          "Active": str(sum(1 for b in cache if b.get("InUse"))),
          "Size": human_size(b_size, 4), "Reclaimable": human_size(b_reclaim, 4)},
     ]
+    if opts["verbose"] and not opts["format"]:
+        ctx.out.write(_df_verbose(images, containers, volumes, cache, b_size))
+        return 0
     headers = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
                "Reclaimable": "RECLAIMABLE"}
     fmt = opts["format"] or ("table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t"
@@ -176,5 +179,50 @@ def df(ctx, argv) -> int:
     return 0
 
 
+def _df_verbose(images, containers, volumes, cache, cache_size) -> str:
+    """``system df -v``: docker's four sections."""
+    import time
+
+    from .images import IMAGE_HEADERS, image_rows
+
+    now = time.time()
+    # docker shows one row per image here: its first tag only
+    rows = image_rows([dict(i, RepoTags=(i.get("RepoTags") or [])[:1], RepoDigests=[])
+                       for i in images], False, False)
+    out = ["Images space usage:\n\n"]
+    out.append(render("table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+                      "\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}", rows,
+                      IMAGE_HEADERS))
+    crow = [{"ID": c.get("Id", "")[:12], "Image": c.get("Image", ""),
+             "Command": '"' + (c.get("Command", "")[:19] + "…"
+                               if len(c.get("Command", "")) > 20 else c.get("Command", "")) + '"',
+             "LocalVolumes": str(sum(1 for m in c.get("Mounts") or []
+                                     if m.get("Type") == "volume")),
+             "Size": human_size(c.get("SizeRw", 0), 4),
+             "CreatedSince": human_duration(now - c.get("Created", now)) + " ago",
+             "Status": c.get("Status", ""),
+             "Names": ",".join(n.lstrip("/") for n in c.get("Names") or [])}
+            for c in containers]
+    out.append("\nContainers space usage:\n\n")
+    out.append(render("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}"
+                      "\t{{.CreatedSince}}\t{{.Status}}\t{{.Names}}", crow,
+                      {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+                       "LocalVolumes": "LOCAL VOLUMES", "Size": "SIZE",
+                       "CreatedSince": "CREATED", "Status": "STATUS", "Names": "NAMES"}))
+    vrow = [{"Name": v.get("Name", ""),
+             "Links": str(v.get("UsageData", {}).get("RefCount", 0)),
+             "Size": human_size(max(v.get("UsageData", {}).get("Size", 0), 0), 4)}
+            for v in volumes]
+    out.append("\nLocal Volumes space usage:\n\n")
+    out.append(render("table {{.Name}}\t{{.Links}}\t{{.Size}}", vrow,
+                      {"Name": "VOLUME NAME", "Links": "LINKS", "Size": "SIZE"}))
+    out.append(f"\nBuild cache usage: {human_size(cache_size, 4)}\n\n")
+    out.append(render("table {{.ID}}\t{{.Type}}\t{{.Size}}\t{{.Created}}\t{{.LastUsed}}"
+                      "\t{{.Usage}}\t{{.Shared}}", [],
+                      {"ID": "CACHE ID", "Type": "CACHE TYPE", "Size": "SIZE",
+                       "Created": "CREATED", "LastUsed": "LAST USED", "Usage": "USAGE",
+                       "Shared": "SHARED"}))
+    return "".join(out)
+
+
 COMMANDS = {"version": version, "info": info, "events": events, "df": df}
-_ = go_json

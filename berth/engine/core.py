@@ -23,7 +23,8 @@ from .events import EventBus
 
 
 class Engine:
-    def __init__(self, root: str, run: str, registry_settings=None, **options) -> None:
+    def __init__(self, root: str, run: str, registry_settings=None,
+                 allow_import_devices: bool = False, **options) -> None:
         self.root = os.path.abspath(root)
         self.run = os.path.abspath(run)
         os.makedirs(self.root, mode=0o711, exist_ok=True)
@@ -33,7 +34,8 @@ class Engine:
         self.id = self._daemon_id()
         from .images import ImageService
 
-        self.images = ImageService(os.path.join(self.root, "image"), self.events)
+        self.images = ImageService(os.path.join(self.root, "image"), self.events,
+                                   allow_import_devices)
         # registries (berth/engine/distribution.py): made on first use, since the client
         # brings aiohttp in (~200 ms of imports)
         self.registry_settings = registry_settings
@@ -83,10 +85,9 @@ class Engine:
 
     def system_df(self) -> dict:
         """``GET /system/df``: images now; containers, volumes, build cache by their issues."""
-        images = self.images.df()
-        return {"LayersSize": sum(i.get("_unique", 0) for i in images) if images else 0,
-                "Images": [{k: v for k, v in i.items() if not k.startswith("_")} for i in images],
-                "Containers": [], "Volumes": [], "BuildCache": []}
+        d = self.images.df()
+        return {"LayersSize": d["LayersSize"], "Images": d["Images"], "Containers": [],
+                "Volumes": [], "BuildCache": [], "BuilderSize": 0}
 
     # --- system -------------------------------------------------------------------------
     def version(self, api_version: str, min_api_version: str) -> dict:

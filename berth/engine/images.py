@@ -12,7 +12,6 @@ Lookup (``resolve``) follows dockerd: a full ``sha256:`` ID; else a reference (`
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import logging
 import os
@@ -69,6 +68,40 @@ def parse_time(s: str | None) -> float:
         return datetime.fromisoformat(s2).timestamp()
     except ValueError:
         return 0.0
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                   "h": 3600.0}
+
+
+def parse_until(value: str, now: float | None = None) -> float:
+    """A filter time as Docker takes it: unix seconds, RFC 3339, or a Go duration before now
+    (``24h``, ``1h30m``, ``90s``)."""
+    now = time.time() if now is None else now
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    total, num, i, ok = 0.0, "", 0, False
+    while i < len(value):
+        c = value[i]
+        if c.isdigit() or c == ".":
+            num += c
+            i += 1
+            continue
+        unit = next((u for u in ("ns", "us", "µs", "ms", "h", "m", "s")
+                     if value.startswith(u, i)), None)
+        if unit is None or not num:
+            break
+        total += float(num) * _DURATION_UNITS[unit]
+        num, i, ok = "", i + len(unit), True
+    else:
+        if ok and not num:
+            return now - total
+    t = parse_time(value)
+    if t:
+        return t
+    raise InvalidArgument(f"invalid filter 'until={value}'")
 
 
 CONTAINER_CONFIG_KEYS = [
@@ -171,7 +204,10 @@ def parse_changes(changes: list[str]) -> dict:
 
 
 class ImageService:
-    def __init__(self, root: str, events) -> None:
+    def __init__(self, root: str, events, allow_import_devices: bool = False) -> None:
+        # device nodes in an imported tarball are refused unless the daemon allows them
+        # (berthd --allow-import-devices): `import` takes arbitrary rootfs tarballs.
+        self.allow_import_devices = allow_import_devices
         self.root = root
         self.events = events
         self.store = ImageStore(root)
@@ -308,6 +344,8 @@ class ImageService:
             out.append(s)
         if shared_size:
             self._fill_shared(out)
+        # newest first, as dockerd answers (the CLIs print in this order)
+        out.sort(key=lambda s: (s["Created"], s["Id"]), reverse=True)
         return out
 
     def _fill_shared(self, summaries: list[dict]) -> None:
@@ -407,6 +445,11 @@ class ImageService:
         return ref.familiar()
 
     def remove(self, name: str, force: bool = False, noprune: bool = False) -> list[dict]:
+        # one decision on one state: a concurrent tag or load cannot slip in between
+        with self.store.lock:
+            return self._remove(name, force)
+
+    def _remove(self, name: str, force: bool) -> list[dict]:
         iid = self.resolve(name)
         out: list[dict] = []
         all_refs = self.store.refs_of(iid)
@@ -420,7 +463,6 @@ class ImageService:
             pass
         in_use = self.store.image_in_use(iid)
         if by_ref is not None:
-            tags = [x for x in all_refs if refs.parse(x).tag]
             # untag only, unless it is the image's last reference
             if len(all_refs) > 1 or (in_use and not force):
                 if in_use and len(all_refs) == 1:
@@ -431,7 +473,6 @@ class ImageService:
                 fam = refs.parse(by_ref).familiar()
                 out.append({"Untagged": fam})
                 self.events.publish("image", "untag", iid, {"name": fam})
-                _ = tags
                 return out
         else:
             if len([x for x in all_refs if refs.parse(x).tag]) > 1 and not force:
@@ -459,18 +500,16 @@ class ImageService:
         return [{"Deleted": iid}] + [{"Deleted": s} for s in removed["snapshots"]]
 
     def prune(self, filters: dict[str, list[str]] | None = None) -> dict:
-        filters = filters or {}
+        with self.store.lock:
+            return self._prune(filters or {})
+
+    def _prune(self, filters: dict[str, list[str]]) -> dict:
         dangling_only = True
         if filters.get("dangling"):
             dangling_only = filters["dangling"][-1].lower() in ("true", "1")
         until = None
         if filters.get("until"):
-            try:
-                until = float(filters["until"][-1])
-            except ValueError:
-                until = parse_time(filters["until"][-1]) or None
-                if until is None:
-                    raise InvalidArgument(f"invalid filter 'until={filters['until'][-1]}'")
+            until = parse_until(filters["until"][-1])
         deleted: list[dict] = []
         reclaimed = 0
         before = self._total_layers()
@@ -501,13 +540,13 @@ class ImageService:
         return sum(self.store.snapshots.usage(i["name"]) for i in self.store.snapshots.walk()
                    if i["kind"] == "committed")
 
-    def df(self) -> list[dict]:
-        out = self.list(shared_size=True)
-        for s in out:
+    def df(self) -> dict:
+        """``/system/df``'s image part: every image with its shared size, and the bytes of all
+        layers (each counted once)."""
+        images = self.list(shared_size=True)
+        for s in images:
             s["Containers"] = 0
-        if out:
-            out[0]["_unique"] = self._total_layers()
-        return out
+        return {"LayersSize": self._total_layers(), "Images": images}
 
     # --------------------------------------------------------------------- load
     def load(self, read: Callable[[int], bytes], quiet: bool = False,
@@ -515,11 +554,34 @@ class ImageService:
         """Load a docker-archive or OCI layout from ``read``; → the tags/IDs loaded."""
         progress = progress or (lambda m: None)
         loaded: list[str] = []
+        # Layers are applied while the rest of the archive still streams in: each large blob
+        # is extracted as soon as it is stored, and named by its ChainID once the manifest
+        # (which may come last) says what it is.
+        known = {d for rec in self.store.images() for d in rec["diff_ids"]}
+        early: dict[str, object] = {}
+
+        def on_blob(digest: str) -> None:
+            if digest not in known and digest not in early:
+                early[digest] = self._pool.submit(self.store.extract, digest)
+
         with self.store.lease() as lease:
-            found = ArchiveReader(self.store.content, lease, "archive").read(read)
-            if not found:
-                raise InvalidArgument("archive: no images in the archive")
-            records = [self._register_blobs(img, lease) for img in found]
+            try:
+                found = ArchiveReader(self.store.content, lease, "archive", on_blob).read(read)
+                if not found:
+                    raise InvalidArgument("archive: no images in the archive")
+                pre = {}
+                for d, fut in early.items():
+                    try:
+                        pre[d] = fut.result()
+                    except Exception:  # noqa: BLE001 - redone (and reported) by unpack
+                        pre[d] = None
+                records = [self._register_blobs(img, lease, pre) for img in found]
+            finally:
+                for fut in early.values():
+                    try:
+                        self.store.discard(fut.result())
+                    except Exception:  # noqa: BLE001 - failed extractions left nothing
+                        pass
             for img, rec in zip(found, records, strict=True):
                 iid = rec["id"]
                 named = []
@@ -547,7 +609,7 @@ class ImageService:
                 self.events.publish("image", "load", iid, {"name": iid})
         return loaded
 
-    def _register_blobs(self, img, lease) -> dict:
+    def _register_blobs(self, img, lease, pre: dict | None = None) -> dict:
         """Unpack an archive image's layers (in parallel), then record it."""
         content = self.store.content
         config = json.loads(content.read(img.config))
@@ -556,7 +618,9 @@ class ImageService:
             raise InvalidArgument(f"image {img.config}: {len(img.layers)} layers but "
                                   f"{len(diff_ids)} diff_ids in its config")
         chains = chain_ids(diff_ids)
-        futures = [self._pool.submit(self.store.unpack, layer["digest"], d, c, lease)
+        pre = pre or {}
+        futures = [self._pool.submit(self.store.unpack, layer["digest"], d, c, lease, True,
+                                     pre.pop(layer["digest"], None))
                    for layer, d, c in zip(img.layers, diff_ids, chains, strict=True)]
         errors = []
         for f in futures:
@@ -567,6 +631,7 @@ class ImageService:
         if errors:
             raise errors[0]
         self.store.link_chain(chains)
+        self._drop_plain_blobs(img.layers, diff_ids)
         manifest_desc = None
         if img.manifest_digest:
             manifest_desc = {"mediaType": img.manifest.get("mediaType", MT_OCI_MANIFEST),
@@ -574,6 +639,10 @@ class ImageService:
                              "size": content.size(img.manifest_digest)}
         else:
             manifest_desc = self._write_manifest(img.config, img.config_size, img.layers, lease)
+        # the blobs kept (configs, manifests, compressed layers) are made durable before the
+        # record that names them
+        self.store.content.sync([img.config, manifest_desc["digest"],
+                                 *(la["digest"] for la in img.layers)])
         rec = {"id": img.config,
                "config": {"mediaType": img.config_media_type, "digest": img.config,
                           "size": img.config_size},
@@ -581,6 +650,12 @@ class ImageService:
                "chain_ids": chains, "loaded": _rfc3339(time.time())}
         self.store.put(rec)
         return rec
+
+    def _drop_plain_blobs(self, layers: list[dict], diff_ids: list[str]) -> None:
+        """An uncompressed layer whose snapshot can rebuild it lives on disk once: as files."""
+        for layer, d in zip(layers, diff_ids, strict=True):
+            if layer["digest"] == d:
+                self.store.drop_layer_blob(d)
 
     def _write_manifest(self, config: str, config_size: int, layers: list[dict],
                         lease) -> dict:
@@ -600,30 +675,20 @@ class ImageService:
             raise InvalidArgument("no images to save")
         items: dict[str, SaveItem] = {}
         order = []
+        pairs: list[tuple[str, list[str]]] = []
         for n in names:
+            repo_tags = self._repository_tags(n)
+            if repo_tags:
+                # `save busybox`: every tagged image of the repository, as docker saves it
+                for full, iid in repo_tags:
+                    pairs.append((iid, [full]))
+                continue
             iid = self.resolve(n)
+            pairs.append((iid, self._save_tags(n, iid)))
+        for iid, tagged in pairs:
             if iid not in items:
                 items[iid] = SaveItem(self.store.get(iid), [], [])
                 order.append(iid)
-            tagged = []
-            try:
-                r = refs.parse(n)
-                if r.digest is None and str(r.with_default_tag()) in self.store.refs_of(iid):
-                    tagged = [str(r.with_default_tag())]
-                elif r.tag is None and r.digest is None:
-                    pass
-            except refs.InvalidReference:
-                pass
-            if not tagged and refs.is_id_like(n):
-                tagged = []
-            elif not tagged:
-                # `save busybox` (a repository): every tag of it on this image
-                try:
-                    name = refs.parse(n).name
-                    tagged = [x for x in self.store.refs_of(iid)
-                              if refs.parse(x).name == name and refs.parse(x).tag]
-                except refs.InvalidReference:
-                    tagged = []
             for full in tagged:
                 fam = refs.parse(full).familiar()
                 if fam not in items[iid].tags:
@@ -635,9 +700,38 @@ class ImageService:
                 lease.blobs.update([rec["config"]["digest"], rec["manifest"]["digest"]])
                 lease.blobs.update(la["digest"] for la in rec["layers"])
             write_archive(self.store.content, [items[i] for i in order], write,
-                          self._diff_size)
+                          self._diff_size, self.store.open_layer, self.store.layer_size)
         for iid in order:
             self.events.publish("image", "save", iid, {"name": iid})
+
+    def _repository_tags(self, name: str) -> list[tuple[str, str]]:
+        """For a bare repository name: [(reference, image ID)] of each of its tags."""
+        try:
+            r = refs.parse(name)
+        except refs.InvalidReference:
+            return []
+        if r.tag or r.digest:
+            return []
+        out = []
+        for full, iid in sorted(self.store.refs().items()):
+            p = refs.parse(full)
+            if p.name == r.name and p.tag:
+                out.append((full, iid))
+        return out
+
+    def _save_tags(self, name: str, iid: str) -> list[str]:
+        """The references ``save NAME`` writes: ``repo:tag`` itself, every tag of ``repo`` on
+        that image, none for an ID."""
+        try:
+            r = refs.parse(name)
+        except refs.InvalidReference:
+            return []
+        mine = self.store.refs_of(iid)
+        if r.digest:
+            return []
+        if r.tag:
+            return [str(r)] if str(r) in mine else []
+        return [x for x in mine if refs.parse(x).name == r.name and refs.parse(x).tag]
 
     def _diff_size(self, diff_id: str) -> int:
         for rec in self.store.images():
@@ -651,9 +745,11 @@ class ImageService:
     # --------------------------------------------------------------------- import
     def import_(self, read: Callable[[int], bytes], repo: str = "", tag: str = "",
                 message: str = "", changes: list[str] | None = None,
-                allow_devices: bool = False, platform: str = "",
+                allow_devices: bool | None = None, platform: str = "",
                 progress: Progress | None = None) -> str:
         progress = progress or (lambda m: None)
+        if allow_devices is None:
+            allow_devices = self.allow_import_devices
         cfg = parse_changes(changes or [])
         ref = None
         if repo:
@@ -681,6 +777,7 @@ class ImageService:
             lease.blobs.add(diff_id)
             size = self.store.content.size(diff_id)
             self.store.unpack(diff_id, diff_id, diff_id, lease, allow_devices=allow_devices)
+            self.store.drop_layer_blob(diff_id)
             now = _rfc3339(time.time())
             u = os.uname()
             arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(u.machine, u.machine)
@@ -724,5 +821,3 @@ def _ref_match(familiar_tag: str, pattern: str) -> bool:
         return fnmatch.fnmatchcase(familiar_tag, pattern)
     return fnmatch.fnmatchcase(name, pattern)
 
-
-_ = hashlib

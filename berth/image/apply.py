@@ -5,7 +5,7 @@ dockerd's overlay2 and containerd's overlay snapshotter store layers):
 
 - ``.wh.NAME``        → ``NAME`` as a character device 0/0 (overlay's whiteout);
 - ``.wh..wh..opq``    → the directory gets ``trusted.overlay.opaque=y``;
-- other ``.wh..wh.*`` (aufs metadata) are ignored;
+- other ``.wh..wh.*`` (aufs metadata) are ignored, and so are ``trusted.overlay.*`` xattrs;
 - regular files, directories, symlinks, hard links, fifos and (where allowed) device nodes
   with their ownership, mode (setuid/setgid/sticky kept: chmod after chown), mtime and xattrs.
 
@@ -52,7 +52,11 @@ def clean_name(name: str, what: str) -> str:
 
 class Applier:
     def __init__(self, root: str, what: str = "layer", allow_devices: bool = True,
-                 same_owner: bool = True) -> None:
+                 same_owner: bool = True, recorder=None) -> None:
+        # recorder (a tarsplit.Recorder): note each entry so the tar can be rebuilt; it is
+        # dropped (self.recorder = None) once an entry's content does not stay at its path.
+        self.recorder = recorder
+        self._content: set[str] = set()
         self.root = root
         self.what = what
         self.allow_devices = allow_devices
@@ -90,6 +94,10 @@ class Applier:
         kind = self.kinds.get(rel)
         if kind is None:
             return
+        if self.recorder is not None and (rel in self._content or (kind == "d" and not keep_dir
+                                          and any(c.startswith(rel + "/")
+                                                  for c in self._content))):
+            self.recorder = None  # a recorded content is gone: this layer cannot be rebuilt
         p = self._abs(rel)
         if kind == "d":
             if keep_dir:
@@ -106,6 +114,17 @@ class Applier:
     def apply(self, reader: t.TarReader) -> None:
         for e in reader:
             self._entry(reader, e)
+            if self.recorder is not None:
+                if e.is_file and e.size and self.kinds.get(clean_name(e.name, self.what)) == "f" \
+                        and not clean_name(e.name, self.what).rpartition("/")[2].startswith(
+                            WHITEOUT_PREFIX):
+                    rel = clean_name(e.name, self.what)
+                    self.recorder.entry(e.raw, rel, e.size)
+                    self._content.add(rel)
+                elif e.size:
+                    self.recorder = None  # content that is not kept at a path
+                else:
+                    self.recorder.entry(e.raw, None, 0)
         # Directory mtimes last: creating children changed them.
         for rel, mtime in reversed(self.dir_times):
             try:
@@ -200,6 +219,11 @@ class Applier:
         if self.same_owner:
             os.chown(p, e.uid, e.gid, follow_symlinks=False)
         for k, v in e.xattrs.items():
+            if k.startswith("trusted.overlay."):
+                # overlayfs's own markers (redirect, origin, metacopy...) are not data: taken
+                # from an archive they would steer the union mount. Opaque dirs and whiteouts
+                # come only from the .wh. entries.
+                continue
             try:
                 os.setxattr(p, k, v, follow_symlinks=False)
             except OSError as err:

@@ -30,7 +30,8 @@ from .apply import clean_name
 from .compression import decompressed
 from .content import ContentStore, parse_digest
 
-SMALL = 1 << 20  # files up to this size may be JSON metadata: kept in memory
+SMALL = 1 << 20  # files up to this size may be JSON metadata: kept in memory...
+MEMORY = 64 << 20  # ...up to this much in all; the rest goes to the content store
 MAX_JSON = 64 << 20
 
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -67,13 +68,16 @@ class ArchiveImage:
 
 
 class ArchiveReader:
-    def __init__(self, content: ContentStore, lease, what: str = "archive") -> None:
+    def __init__(self, content: ContentStore, lease, what: str = "archive",
+                 on_blob: Callable[[str], None] | None = None) -> None:
+        self.on_blob = on_blob  # called with each large blob's digest once it is stored
         self.content = content
         self.lease = lease
         self.what = what
         self.files: dict[str, bytes] = {}
         self.blobs: dict[str, str] = {}  # archive path → digest
         self.aliases: dict[str, str] = {}
+        self._in_memory = 0
 
     def read(self, read: Callable[[int], bytes]) -> list[ArchiveImage]:
         read, _ = decompressed(read, self.what)  # `docker load` takes a gzipped archive too
@@ -94,7 +98,8 @@ class ArchiveReader:
                 except InvalidArgument:
                     raise BadImageArchive(f"{self.what}: bad blob name {name!r}") from None
                 self._ingest(reader, e, name, digest)
-            elif e.size <= SMALL:
+            elif e.size <= SMALL and self._in_memory + e.size <= MEMORY:
+                self._in_memory += e.size
                 data = _read_all(reader, e)
                 self.files[name] = data
                 if parts[-1] == "layer.tar":
@@ -102,6 +107,9 @@ class ArchiveReader:
             else:
                 self._ingest(reader, e, name, None)
         reader.drain()
+        for name in ("manifest.json", "index.json"):
+            if name not in self.files and name in self.blobs:
+                self.files[name] = self._json_file(name)[0]
         if "manifest.json" in self.files:
             return self._docker_archive()
         if "index.json" in self.files:
@@ -117,12 +125,14 @@ class ArchiveReader:
                 if not chunk:
                     break
                 w.write(chunk)
-            digest = w.commit(expected, e.size)
+            digest = w.commit(expected, e.size, sync=False)  # synced by the loader
         except BaseException:
             w.abort()
             raise
         self.lease.blobs.add(digest)
         self.blobs[name] = digest
+        if self.on_blob is not None and e.size > SMALL:
+            self.on_blob(digest)
 
     def _store_small(self, name: str, data: bytes) -> None:
         digest = self.content.write_blob(data)
@@ -280,18 +290,35 @@ class SaveItem:
 
 
 def write_archive(content: ContentStore, items: list[SaveItem], write: Callable[[bytes], object],
-                  diff_size: Callable[[str], int]) -> None:
-    """Write one tar that is both an OCI layout and a docker-archive."""
+                  diff_size: Callable[[str], int], open_layer: Callable[[str], object],
+                  layer_size: Callable[[str], int]) -> None:
+    """Write one tar that is both an OCI layout and a docker-archive. Layers are read through
+    ``open_layer`` (a blob, or a tar rebuilt from its snapshot)."""
     tw = tarstream.TarWriter(write)
     written: set[str] = set()
     tw.add_dir("blobs")
     tw.add_dir("blobs/sha256")
 
-    def blob(digest: str) -> None:
+    def blob(digest: str, layer: bool = False) -> None:
         if digest in written:
             return
         written.add(digest)
-        tw.add_file(f"blobs/sha256/{parse_digest(digest)}", content.path(digest))
+        name = f"blobs/sha256/{parse_digest(digest)}"
+        if not layer:
+            tw.add_file(name, content.path(digest))
+            return
+        size = layer_size(digest)
+        write(tarstream.header(name, size))
+        left = size
+        with open_layer(digest) as f:
+            while left:
+                b = f.read(min(1 << 20, left))
+                if not b:
+                    raise BadImageArchive(f"layer {digest}: shorter than its size")
+                write(b)
+                left -= len(b)
+        if size % 512:
+            write(b"\0" * (-size % 512))
 
     docker_manifest = []
     index = {"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": []}
@@ -300,7 +327,7 @@ def write_archive(content: ContentStore, items: list[SaveItem], write: Callable[
         blob(rec["config"]["digest"])
         layer_paths = []
         for layer, diff_id in zip(rec["layers"], rec["diff_ids"], strict=True):
-            blob(layer["digest"])
+            blob(layer["digest"], layer=True)
             if layer["digest"] == diff_id:
                 layer_paths.append(f"blobs/sha256/{parse_digest(diff_id)}")
                 continue
@@ -309,7 +336,7 @@ def write_archive(content: ContentStore, items: list[SaveItem], write: Callable[
                 written.add(diff_id)
                 size = diff_size(diff_id)
                 tw.write(tarstream.header(f"blobs/sha256/{parse_digest(diff_id)}", size))
-                with content.open(layer["digest"]) as f:
+                with open_layer(layer["digest"]) as f:
                     read, _ = decompressed(f.read, f"layer {layer['digest']}")
                     left = size
                     while True:

@@ -123,8 +123,11 @@ class Writer:
     def digest(self) -> str:
         return "sha256:" + self.hash.hexdigest()
 
-    def commit(self, expected: str | None = None, size: int | None = None) -> str:
-        """Verify and publish the blob; → its digest. On a mismatch the ingest is removed."""
+    def commit(self, expected: str | None = None, size: int | None = None,
+               sync: bool = True) -> str:
+        """Verify and publish the blob; → its digest. On a mismatch the ingest is removed.
+        ``sync=False`` leaves the fsync to the caller (``ContentStore.sync``): a load does not
+        pay for blobs it drops right after unpacking them."""
         expected = expected or self.expected
         size = self.size if size is None else size
         if self.exists:
@@ -137,11 +140,13 @@ class Writer:
                                    f"the expected {size}")
             if expected is not None and got != expected:
                 raise DigestMismatch(f"digest mismatch: expected {expected}, got {got}")
-            os.fsync(self._fd)
+            if sync:
+                os.fsync(self._fd)
             target = self.store.path(got)
             if not os.path.exists(target):
                 os.rename(self.data, target)
-                self.store._fsync_blobs()
+                if sync:
+                    self.store._fsync_blobs()
         except BaseException:
             self._finish(remove=True)
             raise
@@ -180,29 +185,41 @@ def _ref_dir(ref: str) -> str:
 
 
 class ContentStore:
+    """Blobs on disk, plus *rebuilt* blobs: an uncompressed layer that the image store keeps
+    only as its unpacked snapshot (and a tar-split) is still readable here by its digest,
+    through the ``rebuilder`` the image store registers, so that readers (save, push,
+    ``docker save``) need not know. ``path``, ``walk`` and ``delete`` see only real blobs."""
+
     def __init__(self, root: str) -> None:
         self.root = root
         self.blobs = os.path.join(root, "blobs", "sha256")
         os.makedirs(self.blobs, exist_ok=True)
         os.makedirs(os.path.join(root, "ingest"), exist_ok=True)
+        self.rebuilder = None  # .has(digest), .size(digest), .open(digest)
 
     def path(self, digest: str) -> str:
         return os.path.join(self.blobs, parse_digest(digest))
 
     def exists(self, digest: str) -> bool:
-        return os.path.exists(self.path(digest))
+        if os.path.exists(self.path(digest)):
+            return True
+        return self.rebuilder is not None and self.rebuilder.has(digest)
 
     def size(self, digest: str) -> int:
         try:
             return os.stat(self.path(digest)).st_size
         except FileNotFoundError:
+            if self.rebuilder is not None and self.rebuilder.has(digest):
+                return self.rebuilder.size(digest)
             raise NoSuchBlob(f"no such blob: {digest}") from None
 
     def open(self, digest: str):
-        """A binary file of the blob (the caller closes it)."""
+        """A binary file of the blob (the caller closes it): ``read(n)``, context manager."""
         try:
             return open(self.path(digest), "rb")
         except FileNotFoundError:
+            if self.rebuilder is not None and self.rebuilder.has(digest):
+                return self.rebuilder.open(digest)
             raise NoSuchBlob(f"no such blob: {digest}") from None
 
     def read(self, digest: str) -> bytes:
@@ -211,7 +228,14 @@ class ContentStore:
 
     def reader(self, digest: str, offset: int = 0, chunk: int = CHUNK) -> Iterator[bytes]:
         with self.open(digest) as f:
-            f.seek(offset)
+            if hasattr(f, "seek"):
+                f.seek(offset)
+            else:
+                while offset:
+                    b = f.read(min(chunk, offset))
+                    if not b:
+                        return
+                    offset -= len(b)
             while True:
                 b = f.read(chunk)
                 if not b:
@@ -270,6 +294,19 @@ class ContentStore:
             os.close(fd)
             n += 1
         return n
+
+    def sync(self, digests) -> None:
+        """fsync blobs committed with ``sync=False`` (those that exist), then the directory."""
+        for d in digests:
+            try:
+                fd = os.open(self.path(d), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._fsync_blobs()
 
     def _fsync_blobs(self) -> None:
         fd = os.open(self.blobs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

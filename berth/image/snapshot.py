@@ -128,6 +128,10 @@ class Snapshotter:
         """The ``fs`` directory (upperdir for an active snapshot, the layer for a committed)."""
         return os.path.join(self.root, self.stat(name)["id"], "fs")
 
+    def path_of(self, name: str, filename: str) -> str:
+        """A file kept beside the snapshot's ``fs`` (metadata such as a tar-split)."""
+        return os.path.join(self.root, self.stat(name)["id"], filename)
+
     def chain(self, name: str | None) -> list[str]:
         """``fs`` dirs from ``name`` down to the base layer (lowerdir order: top first)."""
         dirs = []

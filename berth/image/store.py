@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -29,11 +30,13 @@ from collections.abc import Callable, Iterable
 from berth import atomic
 from berth.errors import NotFound
 
-from . import tarstream
+from . import tarsplit, tarstream
 from .apply import Applier
 from .compression import decompressed
 from .content import ContentStore, DigestMismatch
 from .snapshot import Snapshotter
+
+log = logging.getLogger("berth.image")
 
 
 class NoSuchImage(NotFound):
@@ -83,11 +86,61 @@ class _HashingReader:
         return b
 
 
+class _CountingReader:
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._read = read
+        self.size = 0
+
+    def read(self, n: int) -> bytes:
+        b = self._read(n)
+        self.size += len(b)
+        return b
+
+
+class Extracted:
+    """A layer applied into the active snapshot ``key``, with its diffID and sizes."""
+
+    __slots__ = ("key", "diff_id", "diff_size", "size", "split")
+
+    def __init__(self, key: str, diff_id: str, diff_size: int, size: int,
+                 split: bool = False) -> None:
+        self.split = split
+        self.key = key
+        self.diff_id = diff_id
+        self.diff_size = diff_size
+        self.size = size
+
+
+class _Rebuilder:
+    """What the content store asks for a digest it has no blob for: an uncompressed layer
+    kept as a snapshot with a verified tar-split."""
+
+    def __init__(self, store: ImageStore) -> None:
+        self.store = store
+
+    def has(self, digest: str) -> bool:
+        return self.store._split_snapshot(digest) is not None
+
+    def size(self, digest: str) -> int:
+        name = self.store._split_snapshot(digest)
+        if name is None:
+            raise NotFound(f"no such blob: {digest}")
+        return self.store.snapshots.stat(name)["diff_size"]
+
+    def open(self, digest: str) -> tarsplit.Reader:
+        name = self.store._split_snapshot(digest)
+        if name is None:
+            raise NotFound(f"no such blob: {digest}")
+        snaps = self.store.snapshots
+        return tarsplit.Reader(snaps.dir_of(name), snaps.path_of(name, tarsplit.NAME))
+
+
 class ImageStore:
     def __init__(self, root: str) -> None:
         self.root = root
         self.content = ContentStore(os.path.join(root, "content"))
         self.snapshots = Snapshotter(os.path.join(root, "snapshots"))
+        self.content.rebuilder = _Rebuilder(self)
         self.meta = os.path.join(root, "meta")
         os.makedirs(os.path.join(self.meta, "images"), exist_ok=True)
         self.lock = threading.RLock()
@@ -250,38 +303,109 @@ class ImageStore:
         with self.lock:
             return self._unpack_locks.setdefault(chain_id, threading.Lock())
 
+    def extract(self, layer_digest: str, allow_devices: bool = True) -> Extracted:
+        """Apply a layer into a new active snapshot (not yet named by its ChainID).
+
+        The diffID is computed while applying; for an uncompressed blob it is the blob's own
+        digest, which the content store verified when the blob came in, so it is not hashed
+        again, and a tar-split is recorded so the blob need not be kept. On failure nothing
+        is left."""
+        key = "extract-" + os.urandom(8).hex()
+        self.snapshots.prepare(key, None)
+        try:
+            with self.open_layer(layer_digest) as f:
+                read, kind = decompressed(f.read, f"layer {layer_digest}")
+                plain = kind == "none"
+                h = _HashingReader(read) if not plain else _CountingReader(read)
+                recorder = tarsplit.Recorder() if plain else None
+                applier = Applier(self.snapshots.dir_of(key), f"layer {layer_digest}",
+                                  allow_devices=allow_devices, recorder=recorder)
+                reader = tarstream.TarReader(h.read, f"layer {layer_digest}", capture=plain)
+                applier.apply(reader)
+                reader.drain()
+            split = bool(plain and applier.recorder is not None and reader.exact
+                         and reader.trailer is not None)
+            if split:
+                recorder.save(self.snapshots.path_of(key, tarsplit.NAME), reader.trailer)
+            diff_id = layer_digest if plain else "sha256:" + h.hash.hexdigest()
+            return Extracted(key, diff_id, h.size, applier.size, split)
+        except BaseException:
+            self.snapshots.remove(key)
+            raise
+
+    # ---------------------------------------------------------------- layer bytes
+    def _split_snapshot(self, diff_id: str) -> str | None:
+        for info in self.snapshots.walk():
+            if info.get("diff_id") == diff_id and info.get("tarsplit"):
+                return info["name"]
+        return None
+
+    def open_layer(self, digest: str):
+        """The layer's bytes (a file-like ``read``): its blob, or, for an uncompressed layer
+        kept only as files, the tar rebuilt from its snapshot and tar-split. The content
+        store answers the same for such digests (``content.open``)."""
+        return self.content.open(digest)
+
+    def layer_size(self, digest: str) -> int:
+        return self.content.size(digest)
+
+    def drop_layer_blob(self, digest: str) -> bool:
+        """Delete an uncompressed layer's blob once a verified tar-split can rebuild it."""
+        with self.lock:
+            if self._split_snapshot(digest) is None or \
+                    not os.path.exists(self.content.path(digest)):
+                return False
+            self.content.delete(digest)
+            return True
+
+    def _verify_split(self, name: str, diff_size: int) -> bool:
+        """Check a tar-split against its snapshot without reading the content: the rebuilt
+        length must be the layer's and every content file must have its recorded size. (The
+        bytes themselves are the ones the applier wrote from the verified blob, at paths no
+        later entry touched; ``Applier`` drops the record otherwise.)"""
+        split = self.snapshots.path_of(name, tarsplit.NAME)
+        try:
+            return tarsplit.check(self.snapshots.dir_of(name), split, diff_size)
+        except (OSError, tarsplit.TarSplitError):
+            return False
+
+    def discard(self, ex: Extracted) -> None:
+        if self.snapshots.exists(ex.key):
+            self.snapshots.remove(ex.key)
+
     def unpack(self, layer_digest: str, diff_id: str, chain_id: str, lease: Lease,
-               allow_devices: bool = True) -> int:
-        """Ensure the committed snapshot ``chain_id`` exists, applying the layer blob;
-        → the layer's uncompressed size. The diffID is verified while applying."""
+               allow_devices: bool = True, pre: Extracted | None = None) -> int:
+        """Ensure the committed snapshot ``chain_id`` exists, from ``pre`` (an extraction made
+        while the archive streamed in) or by applying the layer blob now; → the layer's
+        uncompressed size. The diffID is verified before the snapshot is named."""
         with self._unpack_lock(chain_id):
             with self.lock:
                 lease.snapshots.add(chain_id)
-                if self.snapshots.exists(chain_id):
-                    return self.snapshots.stat(chain_id).get("diff_size", -1)
-            key = "extract-" + os.urandom(8).hex()
-            self.snapshots.prepare(key, None)
-            ok = False
+                exists = self.snapshots.exists(chain_id)
+            if exists:
+                if pre is not None:
+                    self.discard(pre)
+                return self.snapshots.stat(chain_id).get("diff_size", -1)
+            ex = pre if pre is not None and self.snapshots.exists(pre.key) else \
+                self.extract(layer_digest, allow_devices)
             try:
-                with self.content.open(layer_digest) as f:
-                    read, _kind = decompressed(f.read, f"layer {layer_digest}")
-                    h = _HashingReader(read)
-                    applier = Applier(self.snapshots.dir_of(key), f"layer {diff_id}",
-                                      allow_devices=allow_devices)
-                    reader = tarstream.TarReader(h.read, f"layer {diff_id}")
-                    applier.apply(reader)
-                    reader.drain()
-                got = "sha256:" + h.hash.hexdigest()
-                if got != diff_id:
+                if ex.diff_id != diff_id:
                     raise DigestMismatch(f"layer {layer_digest}: diffID mismatch: the config "
-                                         f"says {diff_id}, the content is {got}")
-                if self.snapshots.commit(chain_id, key, size=applier.size):
-                    self._set_snapshot_extra(chain_id, {"diff_size": h.size})
-                ok = True
-                return h.size
+                                         f"says {diff_id}, the content is {ex.diff_id}")
+                if self.snapshots.commit(chain_id, ex.key, size=ex.size):
+                    extra = {"diff_size": ex.diff_size, "diff_id": diff_id}
+                    if ex.split:
+                        # trusted only once it rebuilds the very bytes of the diffID
+                        if self._verify_split(chain_id, ex.diff_size):
+                            extra["tarsplit"] = True
+                        else:
+                            log.warning("layer %s: tar-split does not rebuild it; keeping "
+                                        "the blob", diff_id)
+                            os.unlink(self.snapshots.path_of(chain_id, tarsplit.NAME))
+                    self._set_snapshot_extra(chain_id, extra)
             finally:
-                if not ok and self.snapshots.exists(key):
-                    self.snapshots.remove(key)
+                self.discard(ex)
+            return ex.diff_size
 
     def _set_snapshot_extra(self, name: str, extra: dict) -> None:
         snap = self.snapshots
@@ -298,6 +422,31 @@ class ImageStore:
             if self.snapshots.stat(c)["parent"] != parent:
                 self._set_snapshot_extra(c, {"parent": parent})
             parent = c
+
+    def commit_layer(self, key: str, lease: Lease) -> tuple[str, str, int]:
+        """Turn active snapshot ``key``'s own changes (a container's upperdir) into a layer:
+        the tar with OCI whiteouts goes into the content store and is applied as a new
+        committed snapshot on ``key``'s parent. → (diffID, ChainID, size). ``key`` stays."""
+        from .diff import write_diff
+
+        info = self.snapshots.stat(key)
+        parent = info["parent"]
+        w = self.content.writer()
+        try:
+            write_diff(self.snapshots.dir_of(key), w.write)
+            diff_id = w.commit()
+        except BaseException:
+            w.abort()
+            raise
+        lease.blobs.add(diff_id)
+        chain = diff_id if parent is None else chain_ids([parent, diff_id])[1]
+        size = self.unpack(diff_id, diff_id, chain, lease)
+        self.link_chain_to(chain, parent)
+        return diff_id, chain, size
+
+    def link_chain_to(self, name: str, parent: str | None) -> None:
+        if self.snapshots.stat(name)["parent"] != parent:
+            self._set_snapshot_extra(name, {"parent": parent})
 
     def image_size(self, rec: dict) -> int:
         total = 0

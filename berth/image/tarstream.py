@@ -38,7 +38,7 @@ class BadArchive(InvalidArgument):
 
 class Entry:
     __slots__ = ("name", "type", "size", "mode", "uid", "gid", "mtime", "linkname",
-                 "devmajor", "devminor", "xattrs", "uname", "gname", "_left")
+                 "devmajor", "devminor", "xattrs", "uname", "gname", "_left", "raw")
 
     def __init__(self) -> None:
         self.xattrs: dict[str, bytes] = {}
@@ -90,7 +90,14 @@ def _parse_pax(data: bytes) -> dict[str, bytes]:
 
 
 class TarReader:
-    def __init__(self, read: Callable[[int], bytes], what: str = "archive") -> None:
+    def __init__(self, read: Callable[[int], bytes], what: str = "archive",
+                 capture: bool = False) -> None:
+        # capture: keep each entry's raw header blocks (``entry.raw``) and the bytes after the
+        # last entry (``trailer``), so the exact archive can be rebuilt from them and the
+        # entries' contents (a tar-split, as dockerd keeps one per layer).
+        self.capture = capture
+        self.trailer: bytes | None = None
+        self.exact = True  # False once something the raw parts cannot rebuild was seen
         self._read = read
         self.what = what
         self._buf = b""
@@ -123,7 +130,9 @@ class TarReader:
                 break
         pad = -e.size % BLOCK
         if pad:
-            self._readn(pad)
+            padding = self._readn(pad)
+            if self.capture and padding.count(0) != pad:
+                self.exact = False
         self._current = None
 
     def read_content(self, e: Entry, n: int = 1 << 20) -> bytes:
@@ -161,6 +170,11 @@ class TarReader:
             if not b:
                 return
             self.pos += len(b)
+            if self.capture and self.trailer is not None:
+                if len(self.trailer) + len(b) > 1 << 20:
+                    self.exact = False
+                    self.trailer = b""
+                self.trailer += b
 
     def __iter__(self) -> Iterator[Entry]:
         pax_global: dict[str, bytes] = {}
@@ -168,6 +182,7 @@ class TarReader:
             self._skip_content()
             pax: dict[str, bytes] = {}
             longname = longlink = None
+            raw: list[bytes] = []
             while True:
                 try:
                     hdr = self._readn(BLOCK)
@@ -177,8 +192,12 @@ class TarReader:
                     raise
                 if hdr == b"\0" * BLOCK:
                     # end of archive (one or two zero blocks; read the rest as padding)
+                    if self.capture:
+                        self.trailer = hdr + self._buf
                     self._buf = b""
                     return
+                if self.capture:
+                    raw.append(hdr)
                 chk = _num(hdr[148:156], "checksum")
                 calc = sum(hdr[:148]) + 32 * 8 + sum(hdr[156:])
                 if chk != calc:
@@ -190,7 +209,10 @@ class TarReader:
                 typ = hdr[156:157]
                 size = _num(hdr[124:136], "size")
                 if typ in (b"x", b"g", b"L", b"K"):
-                    data = self._readn(size + (-size % BLOCK))[:size]
+                    block = self._readn(size + (-size % BLOCK))
+                    if self.capture:
+                        raw.append(block)
+                    data = block[:size]
                     if typ == b"x":
                         pax.update(_parse_pax(data))
                     elif typ == b"g":
@@ -233,6 +255,7 @@ class TarReader:
             if e.type in (LNKTYPE, SYMTYPE, DIRTYPE, CHRTYPE, BLKTYPE, FIFOTYPE):
                 e.size = 0 if e.type != LNKTYPE else e.size
             e._left = e.size
+            e.raw = b"".join(raw) if self.capture else b""
             self._current = e
             yield e
 
@@ -252,9 +275,20 @@ def _pax_record(k: str, v: bytes) -> bytes:
 
 
 def header(name: str, size: int = 0, typ: bytes = REGTYPE, mode: int = 0o644,
-           mtime: int = 0, linkname: str = "", uid: int = 0, gid: int = 0) -> bytes:
-    """One entry's header block(s): ustar, with a pax header first when a field won't fit."""
+           mtime: float = 0, linkname: str = "", uid: int = 0, gid: int = 0,
+           xattrs: dict[str, bytes] | None = None, devmajor: int = 0,
+           devminor: int = 0) -> bytes:
+    """One entry's header block(s): ustar, with a pax header first when a field won't fit
+    (long names, sizes ≥ 8 GiB, large ids, xattrs)."""
     pax = {}
+    for k, v in (xattrs or {}).items():
+        pax["SCHILY.xattr." + k] = v
+    if uid >= 8 ** 7:
+        pax["uid"] = str(uid).encode()
+        uid = 0
+    if gid >= 8 ** 7:
+        pax["gid"] = str(gid).encode()
+        gid = 0
     bname = name.encode("utf-8", "surrogateescape")
     blink = linkname.encode("utf-8", "surrogateescape")
     if len(bname) > 100:
@@ -268,13 +302,14 @@ def header(name: str, size: int = 0, typ: bytes = REGTYPE, mode: int = 0o644,
     out = b""
     if pax:
         data = b"".join(_pax_record(k, v) for k, v in pax.items())
-        out += _block(b"././@PaxHeader", len(data), b"x", 0o644, mtime, b"", 0, 0)
+        out += _block(b"././@PaxHeader", len(data), b"x", 0o644, 0, b"", 0, 0)
         out += data + b"\0" * (-len(data) % BLOCK)
-    return out + _block(bname, size if size < 8 ** 11 else 0, typ, mode, mtime, blink, uid, gid)
+    return out + _block(bname, size if size < 8 ** 11 else 0, typ, mode, mtime, blink, uid, gid,
+                        devmajor, devminor)
 
 
-def _block(bname: bytes, size: int, typ: bytes, mode: int, mtime: int, blink: bytes,
-           uid: int, gid: int) -> bytes:
+def _block(bname: bytes, size: int, typ: bytes, mode: int, mtime: float, blink: bytes,
+           uid: int, gid: int, devmajor: int = 0, devminor: int = 0) -> bytes:
     h = bytearray(BLOCK)
     h[0:len(bname)] = bname
     h[100:108] = _octal(mode, 8)
@@ -286,6 +321,9 @@ def _block(bname: bytes, size: int, typ: bytes, mode: int, mtime: int, blink: by
     h[156:157] = typ
     h[157:157 + len(blink)] = blink
     h[257:265] = b"ustar\x0000"
+    if typ in (CHRTYPE, BLKTYPE):
+        h[329:337] = _octal(devmajor, 8)
+        h[337:345] = _octal(devminor, 8)
     chk = sum(h)
     h[148:156] = b"%06o\0 " % chk
     return bytes(h)

@@ -140,6 +140,19 @@ class Filter:
             self.ctx = None
 
 
+class _Version(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+
+def version() -> str:
+    """libseccomp's version, ``major.minor.micro``."""
+    L = lib()
+    L.seccomp_version.argtypes = []
+    L.seccomp_version.restype = ctypes.POINTER(_Version)
+    v = L.seccomp_version().contents
+    return f"{v.major}.{v.minor}.{v.micro}"
+
+
 def resolve(name: str) -> int:
     """The syscall number for the native arch, or -1 if libseccomp does not know ``name``."""
     return lib().seccomp_syscall_resolve_name(name.encode())

@@ -28,15 +28,6 @@ from berth.runtime.errors import CgroupError
 V1_SUBSYSTEMS = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
                  "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc", "name=systemd")
 
-# What runc allows on top of a spec's device rules (libcontainer/specconv AllowedDevices).
-DEFAULT_DEVICE_RULES = [
-    ("c", "*", "*", "m"), ("b", "*", "*", "m"),
-    ("c", "1", "3", "rwm"), ("c", "1", "8", "rwm"), ("c", "1", "7", "rwm"),
-    ("c", "5", "0", "rwm"), ("c", "1", "5", "rwm"), ("c", "1", "9", "rwm"),
-    ("c", "5", "1", "rwm"), ("c", "136", "*", "rwm"), ("c", "5", "2", "rwm"),
-    ("c", "10", "200", "rwm"),
-]
-
 MAX_UINT64 = (1 << 64) - 1
 
 
@@ -333,20 +324,21 @@ class V1Manager(Manager):
             if not h:
                 raise CgroupError("cgroup: hugepageLimits needs the hugetlb controller")
             _write(f"{h}/hugetlb.{hp['pageSize']}.limit_in_bytes", str(hp["limit"]))
-        if "devices" in res and "devices" in self.paths:
-            self.set_devices(res["devices"])
 
-    def set_devices(self, rules: list[dict], extra: list[dict] = ()) -> None:
-        d = self.paths["devices"]
-        for r in list(rules) + list(extra):
-            t = r.get("type") or "a"
-            maj = "*" if r.get("major") in (None, -1) else str(r["major"])
-            mnr = "*" if r.get("minor") in (None, -1) else str(r["minor"])
-            line = "a" if t == "a" else f"{t} {maj}:{mnr} {r.get('access') or 'rwm'}"
-            _write(d + ("/devices.allow" if r["allow"] else "/devices.deny"), line)
-        if rules:
-            for t, maj, mnr, acc in DEFAULT_DEVICE_RULES:
-                _write(d + "/devices.allow", f"{t} {maj}:{mnr} {acc}")
+    def set_devices(self, rules) -> None:
+        """Bring the devices cgroup to ``rules`` (a berth.runtime.devices.Rules) from whatever
+        its devices.list holds, with the fewest disruptive writes."""
+        d = self.paths.get("devices")
+        if not d:
+            return
+        from berth.runtime import devices
+
+        try:
+            current = devices.parse_v1_list(_read(d + "/devices.list"))
+        except OSError as e:
+            raise CgroupError(f"cgroup: read {d}/devices.list: {e.strerror}") from e
+        for f, line in devices.v1_lines(current, rules):
+            _write(f"{d}/{f}", line)
 
     def pids(self) -> list[int]:
         for sub in ("pids", "freezer", "memory", "cpu", "devices"):
@@ -578,8 +570,37 @@ class V2Manager(Manager):
             if "/" in k or k.startswith("."):
                 raise CgroupError(f"cgroup: linux.resources.unified: bad file name {k!r}")
             _write(f"{d}/{k}", v)
-        # Device rules on v2 are an eBPF program (BPF_CGROUP_DEVICE); berth does not attach
-        # one yet: see docs/ARCHITECTURE.md.
+
+    def set_devices(self, rules) -> None:
+        """Enforce ``rules`` (a berth.runtime.devices.Rules) with a BPF_CGROUP_DEVICE program
+        attached to this cgroup, replacing the one attached before (as runc does: with
+        BPF_F_REPLACE when there is exactly one, else attach then detach the old ones)."""
+        from berth.runtime import devices
+
+        try:
+            attach_device_filter(self.dir, devices.program(rules))
+        except CgroupError:
+            # A runtime inside a user namespace cannot use bpf(2), and cannot reach host
+            # devices either: go on without the filter, as runc and crun do.
+            if not _in_user_namespace():
+                raise
+
+    def device_filters(self) -> list[dict]:
+        """The device programs attached to this cgroup: [{"id", "type", "name"}]."""
+        from berth.linux import bpf
+
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            out = []
+            for pid in bpf.prog_query(fd, bpf.BPF_CGROUP_DEVICE):
+                pfd = bpf.prog_get_fd_by_id(pid)
+                try:
+                    out.append(bpf.prog_info(pfd))
+                finally:
+                    os.close(pfd)
+            return out
+        finally:
+            os.close(fd)
 
     def pids(self) -> list[int]:
         return _pids_in(self.dir) if os.path.isdir(self.dir) else []
@@ -632,6 +653,72 @@ class V2Manager(Manager):
         out["blkio"] = {}
         out["hugetlb"] = {}
         return out
+
+
+DEVICE_FILTER_NAME = "berth_devices"
+
+
+def _in_user_namespace() -> bool:
+    try:
+        return _read("/proc/self/uid_map").split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def attach_device_filter(cgroup_dir: str, insns: bytes) -> None:
+    """Load ``insns`` as a cgroup device program and make it the one attached to
+    ``cgroup_dir``. An old berth program is replaced atomically; a failure leaves the old one."""
+    from berth.linux import bpf
+
+    try:
+        dfd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise CgroupError(f"cgroup: open {cgroup_dir}: {e.strerror}") from e
+    prog = -1
+    old: list[int] = []
+    try:
+        try:
+            prog = _load_device_program(bpf, insns)
+            for pid in bpf.prog_query(dfd, bpf.BPF_CGROUP_DEVICE):
+                try:
+                    old.append(bpf.prog_get_fd_by_id(pid))
+                except PermissionError:
+                    pass  # another manager's program behind an LSM: it can only restrict more
+            if len(old) == 1:
+                bpf.prog_attach(dfd, prog, bpf.BPF_CGROUP_DEVICE,
+                                bpf.BPF_F_ALLOW_MULTI | bpf.BPF_F_REPLACE, old[0])
+            else:
+                bpf.prog_attach(dfd, prog, bpf.BPF_CGROUP_DEVICE, bpf.BPF_F_ALLOW_MULTI)
+                for o in old:
+                    bpf.prog_detach(dfd, o, bpf.BPF_CGROUP_DEVICE)
+        except OSError as e:
+            raise CgroupError(f"cgroup: device filter for {cgroup_dir}: {e.strerror}") from e
+    finally:
+        for fd in [dfd, prog, *old]:
+            if fd >= 0:
+                os.close(fd)
+
+
+def _load_device_program(bpf, insns: bytes) -> int:
+    try:
+        return bpf.prog_load(bpf.BPF_PROG_TYPE_CGROUP_DEVICE, insns, "GPL", DEVICE_FILTER_NAME)
+    except PermissionError:
+        # Kernels before 5.11 charge programs to RLIMIT_MEMLOCK: lift it (it is not inherited
+        # by the container, which gets process.rlimits) and try once more, as runc does.
+        import resource
+
+        inf = resource.RLIM_INFINITY
+        try:
+            resource.setrlimit(resource.RLIMIT_MEMLOCK, (inf, inf))
+        except (OSError, ValueError):
+            raise OSError(1, "loading a device program needs CAP_BPF or CAP_SYS_ADMIN") from None
+    except OSError as e:
+        if e.errno != 22:
+            raise
+        # EINVAL: ask the verifier why (a bug in berth's program, never the user's input)
+        return bpf.prog_load(bpf.BPF_PROG_TYPE_CGROUP_DEVICE, insns, "GPL",
+                             DEVICE_FILTER_NAME, log_size=1 << 16)
+    return bpf.prog_load(bpf.BPF_PROG_TYPE_CGROUP_DEVICE, insns, "GPL", DEVICE_FILTER_NAME)
 
 
 def manager(path: str, fs: CgroupFS | None = None) -> Manager:

@@ -448,17 +448,34 @@ def _events(c, root: str, opts: dict, args: list[str]) -> int:
 
 
 def _features() -> int:
+    """runtime-spec 1.1 features.md: what this runtime recognises and honours, nothing more
+    (an ignored field is not listed: apparmor and selinux are off, idmapped mounts absent)."""
+    from berth import __version__
+    from berth.linux import seccomp as ls
     from berth.linux.prctl import CAPS
     from berth.runtime import spec
 
+    ann = {"org.berth.runtime.version": __version__}
+    try:
+        ann["io.github.seccomp.libseccomp.version"] = ls.version()
+    except (OSError, AttributeError):
+        pass
     print(_pretty({
         "ociVersionMin": "1.0.0", "ociVersionMax": "1.1.0",
         "hooks": list(spec.HOOK_KINDS),
-        "mountOptions": sorted(spec._FLAGS) + sorted(spec.PROPAGATION),
+        "mountOptions": spec.known_mount_options(),
         "linux": {"namespaces": sorted(spec.NAMESPACES),
                   "capabilities": sorted(CAPS, key=CAPS.get),
-                  "cgroup": {"v1": True, "v2": True, "systemd": False},
-                  "seccomp": {"enabled": True, "actions": sorted(spec.SECCOMP_ACTIONS - {
-                      "SCMP_ACT_NOTIFY"}), "operators": sorted(spec.SECCOMP_OPS)}},
+                  "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+                             "rdma": False},
+                  "seccomp": {"enabled": True,
+                              "actions": sorted(spec.SECCOMP_ACTIONS - {"SCMP_ACT_NOTIFY"}),
+                              "operators": sorted(spec.SECCOMP_OPS),
+                              "archs": sorted(ls.ARCHES),
+                              "knownFlags": sorted(spec.SECCOMP_FLAGS),
+                              "supportedFlags": sorted(spec.SECCOMP_FLAGS_SUPPORTED)},
+                  "apparmor": {"enabled": False}, "selinux": {"enabled": False},
+                  "intelRdt": {"enabled": False}},
+        "annotations": ann,
     }))
     return 0

@@ -17,7 +17,7 @@ import os
 import time
 
 from berth import atomic, fastjson
-from berth.runtime import cgroups, spec
+from berth.runtime import cgroups, devices, spec
 from berth.runtime import state as st_mod
 from berth.runtime.errors import (
     BadState,
@@ -137,6 +137,84 @@ def _connect_console(path: str) -> int:
     return s.detach()
 
 
+def _console_init(console_socket: str | None) -> Init:
+    """An init that sends its pty master to ``console_socket``, or, in the foreground without
+    one, to us (berth.runtime.tty proxies it as runc does)."""
+    if console_socket:
+        return Init(_connect_console(console_socket))
+    from berth.runtime import tty
+
+    ours, theirs = tty.socketpair()
+    try:
+        init = Init(theirs)
+    except BaseException:
+        os.close(ours)
+        raise
+    init.tty_peer = ours
+    return init
+
+
+def _sized(proc: dict, init: Init) -> dict:
+    """With our own terminal proxied, the pty starts at our terminal's size (set by the init
+    before execve, so the process never sees a resize it did not cause)."""
+    if init.tty_peer < 0 or proc.get("consoleSize"):
+        return proc
+    from berth.runtime import tty
+
+    con = tty.host_console()
+    if con < 0:
+        return proc
+    try:
+        rows, cols = os.get_terminal_size(con)[::-1]
+    except OSError:
+        return proc
+    return {**proc, "consoleSize": {"height": rows, "width": cols}}
+
+
+def _foreground(init: Init, pid: int, start=None) -> int:
+    """Wait for the container process in the foreground (``start`` lets it run), forwarding
+    signals; with our own terminal, proxy it. Returns the exit status."""
+    master = -1
+    if init.tty_peer >= 0:
+        from berth.runtime import tty
+
+        try:
+            master = tty.recv_master(init.tty_peer)
+        except BaseException:
+            init.close()
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+            raise
+    init.close()
+    if master < 0:
+        fwd = _forward_signals(pid)
+        try:
+            if start:
+                start()
+            return init.reap()
+        finally:
+            _restore_signals(fwd)
+    from berth.runtime import tty
+
+    con = tty.host_console()
+    size = lambda *_: tty.copy_size(con, master) if con >= 0 else None  # noqa: E731
+    fwd = _forward_signals(pid, {28: size})
+    old = tty.make_raw(con) if con >= 0 else None
+    try:
+        size()
+        if start:
+            start()
+        tty.proxy(master, init.pid)
+        return init.reap()
+    finally:
+        if old is not None:
+            tty.restore(con, old)
+        _restore_signals(fwd)
+        os.close(master)
+
+
 def create(root: str, cid: str, bundle: str, console_socket: str | None = None,
            pid_file: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
            _init: Init | None = None) -> int:
@@ -179,13 +257,15 @@ def _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds
         else:
             new.append(n["type"])
     if proc.get("terminal") and not console_socket and not stay:
-        raise InvalidArgument("process.terminal is set: --console-socket is required")
+        raise InvalidArgument("process.terminal is set: --console-socket is required "
+                              "unless it runs in the foreground")
+    dev_rules = devices.evaluate((linux.get("resources") or {}).get("devices"))
     fs = cgroups.CgroupFS()
     cg = cgroups.manager(linux.get("cgroupsPath") or cid, fs)
-    if proc.get("terminal") and console_socket:
+    if proc.get("terminal"):
         if init is not None:  # started before we knew it needs the console: start anew
             init.abort()
-        init = Init(_connect_console(console_socket))
+        init = _console_init(console_socket)
     elif init is None:
         init = Init()  # its interpreter boots while we make the state and cgroups
     home = cgroups.V1Manager.for_path("", fs).paths if isinstance(
@@ -216,15 +296,12 @@ def _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds
         cg.create()
         res = linux.get("resources") or {}
         cg.set(res)
-        if isinstance(cg, cgroups.V1Manager) and "devices" in cg.paths:
-            extra = [{"allow": True, "type": d["type"] if d["type"] != "u" else "c",
-                      "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"}
-                     for d in linux.get("devices") or () if d["type"] != "p"]
-            cg.set_devices(res.get("devices") or [], extra)
+        cg.set_devices(dev_rules)
         # Stage 0 goes into the cgroup now, while its interpreter is still starting: pid 1
         # inherits it by fork, and no migration (slow on v1) sits on the path to exec.
         cg.apply(init.pid)
-        plan = {"mode": "create", "config": cfg, "process": proc, "rootfs": rootfs,
+        plan = {"mode": "create", "config": cfg, "process": _sized(proc, init),
+                "rootfs": rootfs,
                 "bundle": bundle, "fifo": fifo, "join": join, "new": new, "stay": stay,
                 "cgroup": cg.to_state(), "cgroupns": "cgroup" in new, "no_pivot": no_pivot,
                 "preserve_fds": preserve_fds, "userns": "user" in new or "user" in join,
@@ -366,13 +443,10 @@ def run(root: str, cid: str, bundle: str, console_socket: str | None = None,
         return 0
     st, init = _create(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds,
                        True, _init)
-    init.close()
-    fwd = _forward_signals(st["pid"])
     try:
-        start(root, cid)
-        code = init.reap()
+        code = _foreground(init, st["pid"], lambda: start(root, cid))
     finally:
-        _restore_signals(fwd)
+        init.close()
         if not init.reaped:
             _kill_wait(st["pid"], st)
             init.reap()
@@ -384,7 +458,8 @@ def run(root: str, cid: str, bundle: str, console_socket: str | None = None,
 _FORWARDED = (1, 2, 3, 10, 12, 15, 28)
 
 
-def _forward_signals(pid: int) -> dict:
+def _forward_signals(pid: int, own: dict | None = None) -> dict:
+    """Pass the usual signals on to ``pid``; those in ``own`` go to their handler instead."""
     import _signal
 
     def fwd(sig, _frame):
@@ -393,7 +468,8 @@ def _forward_signals(pid: int) -> dict:
         except ProcessLookupError:
             pass
 
-    return {s: _signal.signal(s, fwd) for s in _FORWARDED}
+    own = own or {}
+    return {s: _signal.signal(s, own.get(s, fwd)) for s in _FORWARDED}
 
 
 def _restore_signals(old: dict) -> None:
@@ -458,18 +534,19 @@ def _exec(root, cid, process, console_socket, pid_file, detach, preserve_fds, in
             raise BadState(f"cannot exec in a paused container {cid}")
         raise BadState(f"cannot exec in a stopped container {cid}")
     spec.validate_process(process, "process.", exec_=True)
-    if process.get("terminal") and not console_socket:
-        raise InvalidArgument("process.terminal is set: --console-socket is required")
+    if process.get("terminal") and not console_socket and detach:
+        raise InvalidArgument("process.terminal is set: --console-socket is required "
+                              "unless it runs in the foreground")
     cfg = st["config"]
     linux = cfg.get("linux") or {}
     pid = st["pid"]
     join = {}
     for n in linux.get("namespaces") or ():
         join[n["type"]] = f"/proc/{pid}/ns/{spec.NS_PROC_NAME[n['type']]}"
-    if process.get("terminal") and console_socket:
+    if process.get("terminal"):
         if init is not None:
             init.abort()
-        init = Init(_connect_console(console_socket))
+        init = _console_init(console_socket)
     elif init is None:
         init = Init()
     child = 0
@@ -480,7 +557,7 @@ def _exec(root, cid, process, console_socket, pid_file, detach, preserve_fds, in
             fs = cgroups.CgroupFS()
             home = (cgroups.V1Manager if cg.version == 1 else cgroups.V2Manager).for_path(
                 "", fs).paths
-        plan = {"mode": "exec", "process": process, "join": join, "new": [],
+        plan = {"mode": "exec", "process": _sized(process, init), "join": join, "new": [],
                 "stay": not detach, "preserve_fds": preserve_fds,
                 "userns": "user" in join, "home": home}
         plan.update(_seccomp_plan(cfg, process))
@@ -513,14 +590,10 @@ def _exec(root, cid, process, console_socket, pid_file, detach, preserve_fds, in
                 pass
         init.abort()
         raise
-    init.close()
     if detach:
+        init.close()
         return child
-    fwd = _forward_signals(child)
-    try:
-        return init.reap()
-    finally:
-        _restore_signals(fwd)
+    return _foreground(init, child)
 
 
 def ps(root: str, cid: str) -> list[int]:
@@ -560,7 +633,11 @@ def update(root: str, cid: str, resources: dict) -> None:
     if status == "stopped":
         raise BadState(f"container {cid} is not running")
     spec.validate_resources(resources, "resources.")
+    dev_rules = devices.evaluate(resources["devices"], "resources.devices") \
+        if "devices" in resources else None
     cg.set(resources)
+    if dev_rules is not None:
+        cg.set_devices(dev_rules)
     res = st["config"].setdefault("linux", {}).setdefault("resources", {})
     for k, v in resources.items():
         if isinstance(v, dict):

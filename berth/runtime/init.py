@@ -95,10 +95,6 @@ def main() -> None:
     if console >= 0:
         os.set_inheritable(console, False)
     ch = Channel(rfd, wfd)
-    # Imported before the plan arrives: this overlaps with the command's own work.
-    import berth.runtime.hooks  # noqa: F401
-    import berth.runtime.rootfs  # noqa: F401
-
     try:
         plan = fastjson.loads(ch.expect("PLAN"))
         stage0(ch, plan, console)
@@ -274,6 +270,10 @@ def pid1(ch: Channel, plan: dict, console: int) -> None:
 def preload(plan: dict) -> None:
     """Import now what is used after setns(mnt) or pivot_root, when host files are out of reach."""
     proc = plan["process"]
+    # The init's own start is the longest leg of `run` (measured: the command has sent the
+    # plan before the init can read it), so it imports only what this plan needs.
+    if plan["mode"] == "create":
+        import berth.runtime.rootfs  # noqa: F401
     if proc.get("rlimits"):
         import resource  # noqa: F401
 
@@ -284,7 +284,8 @@ def preload(plan: dict) -> None:
         seccomp.lib()
     if proc.get("terminal"):
         import socket  # noqa: F401
-    if ((plan.get("config") or {}).get("hooks") or {}).get("startContainer"):
+    hk = (plan.get("config") or {}).get("hooks") or {}
+    if hk.get("startContainer") or hk.get("createContainer"):
         from berth.runtime import hooks  # noqa: F401
 
 

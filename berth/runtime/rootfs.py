@@ -90,6 +90,49 @@ def mkdirall(rootfd: int, path: str, mode: int = 0o755, file: bool = False,
     return open_in_root(rootfd, path)
 
 
+def copy_tree(src: int, dst: int) -> None:
+    """Copy the directory ``src`` into ``dst`` (both directory fds): files, directories,
+    symlinks (as links, never followed), fifos and device nodes, with owner, mode and times."""
+    for e in os.scandir(src):
+        name = e.name
+        st = os.stat(name, dir_fd=src, follow_symlinks=False)
+        kind = st.st_mode & 0o170000
+        if kind == 0o040000:
+            os.mkdir(name, 0o700, dir_fd=dst)
+            s2 = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=src)
+            d2 = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=dst)
+            try:
+                copy_tree(s2, d2)
+            finally:
+                os.close(s2)
+                os.close(d2)
+        elif kind == 0o100000:
+            fi = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
+            try:
+                fo = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
+                             os.O_CLOEXEC, 0o600, dir_fd=dst)
+                try:
+                    while os.sendfile(fo, fi, None, 1 << 20) > 0:
+                        pass
+                finally:
+                    os.close(fo)
+            finally:
+                os.close(fi)
+        elif kind == 0o120000:
+            os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+        elif kind in (0o010000, 0o020000, 0o060000):
+            os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst)
+        else:
+            continue  # sockets are not copied
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+        if kind != 0o120000:
+            os.chmod(name, st.st_mode & 0o7777, dir_fd=dst)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst,
+                 follow_symlinks=False)
+
+
 class Rootfs:
     def __init__(self, plan: dict) -> None:
         self.plan = plan
@@ -131,6 +174,17 @@ class Rootfs:
             return
 
     def mount_one(self, m: dict) -> None:
+        _, _, _, rec = ospec.mount_flags(m.get("options") or [])
+        self._mount_one(m)
+        if rec:
+            # rro, rnosuid, ...: this mount and every mount below it, in one call.
+            fd = open_in_root(self.rootfd, m["destination"])
+            try:
+                lm.mount_setattr(fd, "", lm.AT_EMPTY_PATH | lm.AT_RECURSIVE, rec[0], rec[1])
+            finally:
+                os.close(fd)
+
+    def _mount_one(self, m: dict) -> None:
         dest = m["destination"]
         typ = m.get("type") or ""
         opts = m.get("options") or []
@@ -175,14 +229,36 @@ class Rootfs:
             if typ in ("proc", "sysfs") and real != expect:
                 raise OSError(1, f"{typ} must be mounted on {dest}, which resolves to "
                                  f"{real[len(self.rootfs):] or '/'} in the rootfs")
-            if typ == "mqueue" and self.userns:
-                # A new mqueue instance needs a fresh ipc namespace owned by our userns.
-                pass
+            if typ == "tmpfs" and "tmpcopyup" in opts:
+                return self.tmpfs_copyup(fd, dest, src, flags & ~lm.MS_REMOUNT, data, pflags)
             lm.mount(src or typ, _fdpath(fd), typ, flags & ~lm.MS_REMOUNT, data or None)
             if pflags:
                 lm.mount(None, real, None, pflags)
         finally:
             os.close(fd)
+
+    def tmpfs_copyup(self, fd: int, dest: str, src: str, flags: int, data: str,
+                     pflags: int) -> None:
+        """A tmpfs on ``dest`` that starts with what ``dest`` held (runc's tmpcopyup). The old
+        directory is opened before the tmpfs hides it and copied through fds only."""
+        old = os.open(_fdpath(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            lm.mount(src or "tmpfs", _fdpath(fd), "tmpfs", flags & ~lm.MS_RDONLY, data or None)
+            new = open_in_root(self.rootfd, dest, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                st = os.fstat(old)
+                copy_tree(old, new)
+                os.chmod(new, st.st_mode & 0o7777)
+                os.chown(new, st.st_uid, st.st_gid)
+                real = self.real(new)
+            finally:
+                os.close(new)
+        finally:
+            os.close(old)
+        if flags & lm.MS_RDONLY:
+            lm.mount(None, real, None, lm.MS_REMOUNT | flags, data or None)
+        if pflags:
+            lm.mount(None, real, None, pflags)
 
     def remount(self, target: str, flags: int) -> None:
         try:

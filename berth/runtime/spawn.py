@@ -37,6 +37,7 @@ class Init:
         self.buf = b""
         self.reaped = False
         self.closed = False
+        self.tty_peer = -1  # our end of the init's console socketpair (berth.runtime.tty)
 
     def send(self, tag: str, payload: str = "") -> None:
         data = (tag + (" " + payload if payload else "") + "\n").encode()
@@ -82,7 +83,9 @@ class Init:
         if self.closed:
             return
         self.closed = True
-        for fd in (self.p2c_w, self.c2p_r):
+        for fd in (self.p2c_w, self.c2p_r, self.tty_peer):
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:

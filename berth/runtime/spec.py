@@ -34,6 +34,7 @@ PROPAGATION = {
 
 # option -> (clear?, flag), as mount(8) and runc read them.
 _FLAGS = {
+    "acl": (False, 0x10000), "noacl": (True, 0x10000), "symfollow": (True, 0x100),
     "async": (True, 0x10), "atime": (True, 0x400), "bind": (False, 0x1000),
     "defaults": (False, 0), "dev": (True, 0x4), "diratime": (True, 0x800),
     "dirsync": (False, 0x80), "exec": (True, 0x8), "iversion": (False, 0x800000),
@@ -46,11 +47,21 @@ _FLAGS = {
     "rw": (True, 0x1), "silent": (False, 0x8000), "strictatime": (False, 0x1000000),
     "suid": (True, 0x2), "sync": (False, 0x10),
 }
-# runc extensions that carry no mount(2) meaning here.
-_IGNORED_OPTIONS = {"tmpcopyup", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec",
-                    "rexec", "rnoatime", "ratime", "rnodiratime", "rdiratime", "rrelatime",
-                    "rnorelatime", "rstrictatime", "rnostrictatime", "rnosymfollow",
-                    "rsymfollow"}
+# Recursive options (runtime-spec 1.1, applied with mount_setattr(2) AT_RECURSIVE to the mount
+# and every mount below it): option -> (clear?, MOUNT_ATTR_* flag), as runc reads them. An
+# atime value replaces the whole atime field (MOUNT_ATTR__ATIME is always cleared), so
+# "ratime", "rnorelatime" and "rnostrictatime" all give relatime, the kernel's default.
+RECURSIVE = {
+    "rro": (False, 0x1), "rrw": (True, 0x1), "rnosuid": (False, 0x2), "rsuid": (True, 0x2),
+    "rnodev": (False, 0x4), "rdev": (True, 0x4), "rnoexec": (False, 0x8),
+    "rexec": (True, 0x8), "rnodiratime": (False, 0x80), "rdiratime": (True, 0x80),
+    "rrelatime": (False, 0x0), "rnorelatime": (True, 0x0), "rnoatime": (False, 0x10),
+    "ratime": (True, 0x10), "rstrictatime": (False, 0x20), "rnostrictatime": (True, 0x20),
+    "rnosymfollow": (False, 0x200000), "rsymfollow": (True, 0x200000),
+}
+_ATIME_FIELD = 0x70
+# runc's extension handled by berth.runtime.rootfs itself, not by mount(2).
+_IGNORED_OPTIONS = {"tmpcopyup"}
 
 SECCOMP_ACTIONS = {"SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
                    "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW",
@@ -59,6 +70,9 @@ SECCOMP_OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_E
                "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
 SECCOMP_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
                  "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"}
+# What berth.runtime.init honours (WAIT_KILLABLE_RECV only matters to a notify listener,
+# which berth does not hand off).
+SECCOMP_FLAGS_SUPPORTED = SECCOMP_FLAGS - {"SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"}
 CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
               "poststop")
@@ -156,7 +170,12 @@ def validate(cfg: object) -> None:
         _get(m, "type", str, "a string", p)
         for j, o in enumerate(_strlist(m, "options", p) or ()):
             if o.startswith("idmap") or o == "ridmap":
-                _fail(f"{p}options[{j}]", f"unsupported mount option {o!r}")
+                _fail(f"{p}options[{j}]", f"unsupported mount option {o!r} (berth-runtime "
+                                          "does not make id-mapped mounts)")
+        for k in ("uidMappings", "gidMappings"):
+            if m.get(k):
+                # Ignoring them would show the container files under the wrong owners.
+                _fail(p + k, "id-mapped mounts are not supported by berth-runtime")
     hooks = _get(cfg, "hooks", dict, "an object", "")
     for kind, lst in (hooks or {}).items():
         if kind not in HOOK_KINDS:
@@ -400,22 +419,42 @@ def validate_seccomp(sc: dict) -> None:
                 _fail(r + "op", f"unknown operator {op!r}")
 
 
-def mount_flags(options: list[str]) -> tuple[int, int, str, bool]:
-    """(flags, propagation flags, data, recursive-ro) for a mount's option list."""
+def known_mount_options() -> list[str]:
+    """Every option string mount_flags gives a meaning (what `features` lists)."""
+    return sorted(set(_FLAGS) | set(PROPAGATION) | set(RECURSIVE) | _IGNORED_OPTIONS)
+
+
+def mount_flags(options: list[str]) -> tuple[int, int, str, tuple[int, int] | None]:
+    """(flags, propagation flags, data, recursive) for a mount's option list; ``recursive``
+    is (attr_set, attr_clr) for mount_setattr(AT_RECURSIVE), or None."""
     flags = 0
     pflags = 0
     data = []
+    rset = rclr = 0
+    rec = False
     for o in options or ():
         if o in _FLAGS:
             clear, f = _FLAGS[o]
             flags = flags & ~f if clear else flags | f
         elif o in PROPAGATION:
             pflags |= PROPAGATION[o]
+        elif o in RECURSIVE:
+            rec = True
+            clear, f = RECURSIVE[o]
+            if f & _ATIME_FIELD == f:  # an atime value (relatime is 0)
+                rset &= ~_ATIME_FIELD
+                rclr |= _ATIME_FIELD
+                if not clear:
+                    rset |= f
+            elif clear:
+                rclr, rset = rclr | f, rset & ~f
+            else:
+                rset, rclr = rset | f, rclr & ~f
         elif o in _IGNORED_OPTIONS:
             continue
         else:
             data.append(o)
-    return flags, pflags, ",".join(data), False
+    return flags, pflags, ",".join(data), (rset, rclr) if rec else None
 
 
 def default_spec(rootless: bool = False) -> dict:

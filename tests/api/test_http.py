@@ -160,7 +160,7 @@ def test_head_ping_has_headers_and_no_body(served):
         data = s.recv(65536)
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK")
-    assert b"Api-Version: 1.41" in head
+    assert b"Api-Version: 1.41" in head and b"Content-Length: 0" in head
     assert rest == b""
 
 
@@ -273,3 +273,14 @@ def test_events_stream_live_until(served):
     assert status == 200
     assert [json.loads(x)["Action"] for x in body.splitlines()] == ["delete"]
     assert 0.6 < time.monotonic() - started < 5
+
+
+def test_expect_100_continue_is_answered(served):
+    with served.connect() as s:
+        s.sendall(b"POST /test/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        head = s.recv(65536)
+        assert head.startswith(b"HTTP/1.1 100")
+        s.sendall(b"hello")
+        status, _, body = read_response(s)
+    assert status == 200 and json.loads(body) == {"len": 5, "tail": "hello"}

@@ -77,6 +77,12 @@ def test_human_size(n, want):
     assert human_size(n) == want
 
 
+def test_bytes_size_is_binary():
+    from berth.cli.format import bytes_size
+
+    assert bytes_size(25276502016) == "23.54GiB" and bytes_size(512) == "512B"
+
+
 def test_human_size_precision_4():
     assert human_size(4261920, 4) == "4.262MB"
 

@@ -104,3 +104,44 @@ def docker_archive(images: list[tuple[list[bytes], list[str]]], gzip_layers: boo
             add(name, data)
         add("manifest.json", json.dumps(manifest).encode())
     return buf.getvalue()
+
+
+def oci_layout(layers: list[tuple[bytes, str]], ref: str, config: bytes | None = None) -> bytes:
+    """An OCI image layout as a tar: ``layers`` are (uncompressed tar, "none"|"gzip"|"zstd")."""
+    import zstandard
+
+    blobs: dict[str, bytes] = {}
+    descs = []
+    plain = [x for x, _ in layers]
+    for data, comp in layers:
+        if comp == "gzip":
+            blob, mt = gzip.compress(data), "application/vnd.oci.image.layer.v1.tar+gzip"
+        elif comp == "zstd":
+            blob = zstandard.ZstdCompressor().compress(data)
+            mt = "application/vnd.oci.image.layer.v1.tar+zstd"
+        else:
+            blob, mt = data, "application/vnd.oci.image.layer.v1.tar"
+        blobs[sha(blob)] = blob
+        descs.append({"mediaType": mt, "digest": sha(blob), "size": len(blob)})
+    cfg = config or config_for(plain)
+    blobs[sha(cfg)] = cfg
+    manifest = json.dumps({"schemaVersion": 2,
+                           "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": sha(cfg), "size": len(cfg)},
+                           "layers": descs}).encode()
+    blobs[sha(manifest)] = manifest
+    index = {"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(manifest),
+        "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": ref}}]}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        def add(name, data):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        add("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        for d, b in blobs.items():
+            add(f"blobs/sha256/{d[7:]}", b)
+        add("index.json", json.dumps(index).encode())
+    return buf.getvalue()

@@ -334,3 +334,151 @@ def test_chain_ids_follow_the_oci_rule():
     a, b = sha(b"a"), sha(b"b")
     assert chain_ids([a]) == [a]
     assert chain_ids([a, b])[1] == "sha256:" + hashlib.sha256(f"{a} {b}".encode()).hexdigest()
+
+
+@pytest.mark.root
+def test_container_changes_commit_as_a_layer_with_whiteouts(tmp_path):
+    """prepare → mount → delete / add / replace a directory → commit_layer: the layer tar has
+    OCI whiteouts, and the committed chain mounts with exactly the changed files."""
+    store = ImageStore(str(tmp_path / "store"))
+    base = layer_tar([("dir", "etc"), ("file", "etc/keep", b"k"), ("file", "etc/rm", b"r"),
+                      ("dir", "data"), ("file", "data/old", b"o"), ("file", "hl", b"h")])
+    with store.lease() as lease:
+        d = store.content.write_blob(base)
+        lease.blobs.add(d)
+        store.unpack(d, d, d, lease)
+        store.snapshots.prepare("c1", d)
+        target = tmp_path / "rootfs"
+        target.mkdir()
+        mount_all(store.snapshots.mounts("c1"), str(target))
+        try:
+            os.unlink(target / "etc/rm")
+            (target / "etc/new").write_text("n")
+            subprocess.run(["rm", "-rf", str(target / "data")], check=True)
+            (target / "data").mkdir()
+            (target / "data/fresh").write_text("f")
+            os.link(target / "etc/new", target / "etc/new-link")
+        finally:
+            subprocess.run(["umount", str(target)], check=True)
+        diff_id, chain, _ = store.commit_layer("c1", lease)
+        with tarfile.open(store.content.path(diff_id)) as tf:
+            names = {m.name.rstrip("/"): m for m in tf.getmembers()}
+        assert "etc/.wh.rm" in names and "data/.wh..wh..opq" in names
+        assert names["etc/new-link"].islnk() and names["etc/new-link"].linkname == "etc/new"
+        assert "etc/keep" not in names  # unchanged lower files are not in the diff
+        store.snapshots.view("v1", chain)
+        view = tmp_path / "view"
+        view.mkdir()
+        mount_all(store.snapshots.mounts("v1"), str(view))
+        try:
+            assert files_in(view) == {"etc", "etc/keep", "etc/new", "etc/new-link", "data",
+                                      "data/fresh", "hl"}
+        finally:
+            subprocess.run(["umount", str(view)], check=True)
+        store.snapshots.remove("v1")
+        store.snapshots.remove("c1")
+
+
+def _gnu_tar(tmp_path, build) -> bytes:
+    src = tmp_path / "src"
+    src.mkdir()
+    build(src)
+    out = tmp_path / "layer.tar"
+    subprocess.run(["tar", "--xattrs", "-C", str(src), "-cf", str(out), "."], check=True)
+    return out.read_bytes()
+
+
+@pytest.mark.root
+def test_uncompressed_layer_is_kept_once_and_rebuilt_exactly(tmp_path):
+    """GNU tar's own archive (10 KiB records, long names, hard links, empty files, xattrs):
+    after unpack the blob is dropped and the rebuilt tar has the same bytes."""
+    def build(src):
+        (src / ("d" * 120)).mkdir()
+        (src / ("d" * 120) / ("f" * 130)).write_bytes(os.urandom(5000))
+        (src / "empty").write_bytes(b"")
+        (src / "big").write_bytes(os.urandom(3 << 20))
+        os.link(src / "big", src / "big-link")
+        os.symlink("big", src / "sym")
+        os.setxattr(src / "empty", "user.k", b"v")
+
+    data = _gnu_tar(tmp_path, build)
+    store = ImageStore(str(tmp_path / "store"))
+    with store.lease() as lease:
+        d = store.content.write_blob(data)
+        lease.blobs.add(d)
+        store.unpack(d, d, d, lease)
+        assert store.drop_layer_blob(d)
+    assert not os.path.exists(store.content.path(d))  # no tar on disk...
+    assert store.content.exists(d) and store.content.size(d) == len(data)  # ...yet readable
+    with store.open_layer(d) as f:
+        assert f.read() == data
+    assert store.content.read(d) == data
+    assert b"".join(store.content.reader(d, offset=12345, chunk=4096)) == data[12345:]
+    assert list(store.content.walk()) == []  # GC and listings see real blobs only
+
+
+@pytest.mark.root
+def test_layer_that_overwrites_itself_keeps_its_blob(tmp_path):
+    """A path written twice in one layer: the files cannot rebuild the tar, the blob stays."""
+    data = layer_tar([("file", "a", b"first"), ("file", "a", b"second")])
+    store = ImageStore(str(tmp_path / "store"))
+    with store.lease() as lease:
+        d = store.content.write_blob(data)
+        lease.blobs.add(d)
+        store.unpack(d, d, d, lease)
+        assert not store.drop_layer_blob(d)
+    with store.open_layer(d) as f:
+        assert f.read() == data
+    assert open(os.path.join(store.snapshots.dir_of(d), "a"), "rb").read() == b"second"
+
+
+@pytest.mark.root
+def test_same_layer_in_another_chain_is_rebuilt_from_its_snapshot(tmp_path):
+    x = layer_tar([("file", "x", os.urandom(2 << 20))])
+    y = layer_tar([("file", "y", b"y")])
+    store = ImageStore(str(tmp_path / "store"))
+    with store.lease() as lease:
+        dx = store.content.write_blob(x)
+        store.unpack(dx, dx, dx, lease)
+        assert store.drop_layer_blob(dx)
+        dy = store.content.write_blob(y)
+        store.unpack(dy, dy, dy, lease)
+        chain = chain_ids([dy, dx])
+        store.unpack(dx, dx, chain[1], lease)  # x on top of y: needs x's tar again
+        store.link_chain(chain)
+        assert files_in(store.snapshots.dir_of(chain[1])) == {"x"}
+
+
+@pytest.mark.root
+def test_overlay_xattrs_from_an_archive_are_not_applied(tmp_path):
+    d = tarfile.TarInfo("dir")
+    d.type = tarfile.DIRTYPE
+    d.pax_headers = {"SCHILY.xattr.trusted.overlay.redirect": "/etc",
+                     "SCHILY.xattr.trusted.overlay.opaque": "y", "SCHILY.xattr.user.ok": "1"}
+    layer = apply(tmp_path, layer_tar([("raw", d, None)]))
+    names = os.listxattr(os.path.join(layer, "dir"))
+    assert "user.ok" in names and not [n for n in names if n.startswith("trusted.overlay.")]
+
+
+def test_archive_reader_keeps_bounded_memory(tmp_path, monkeypatch):
+    """Small files beyond the memory budget go to the content store, not to RAM; the
+    manifest is still found there."""
+    from berth.image import archive
+    from berth.image.store import Lease
+
+    from .imagebuild import docker_archive
+
+    monkeypatch.setattr(archive, "MEMORY", 10_000)
+    layers = [layer_tar([("file", f"f{i}", b"x" * 3000)]) for i in range(4)]
+    data = docker_archive([(layers, ["m:1"])])
+    cs = ContentStore(str(tmp_path))
+
+    class FakeStore:  # a lease needs only a lock and a list
+        lock = threading.RLock()
+        _leases: list = []
+
+    lease = Lease(FakeStore())
+    r = archive.ArchiveReader(cs, lease)
+    (img,) = r.read(reader_of(data))
+    assert r._in_memory <= 10_000
+    assert img.tags == ["m:1"] and [la["digest"] for la in img.layers] == [sha(x) for x in layers]

@@ -26,6 +26,22 @@ def test_default_spec_is_valid():
     spec.validate(spec.default_spec(rootless=True))
 
 
+def _idmapped(c, opts, maps=True):
+    m = {"destination": "/data", "type": "bind", "source": "/tmp", "options": opts}
+    if maps:
+        m["uidMappings"] = m["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    c["mounts"].append(m)
+
+
+@pytest.mark.parametrize("edit,field", [
+    (lambda c: _idmapped(c, ["rbind", "idmap"], False), "mounts[7].options[1]"),
+    (lambda c: _idmapped(c, ["ridmap"], False), "mounts[7].options[0]"),
+    (lambda c: _idmapped(c, ["rbind"]), "mounts[7].uidMappings"),
+])
+def test_idmapped_mounts_are_refused_not_ignored(edit, field):
+    check(edit, field)
+
+
 @pytest.mark.parametrize("edit,field", [
     (lambda c: c.pop("root"), "root"),
     (lambda c: c["root"].update(readonly="yes"), "root.readonly"),
@@ -83,8 +99,23 @@ def test_mount_flags():
     assert f == 0x1000 | 0x4000 | 0x1 | 0x2
     assert p == 0x80000 | 0x4000
     assert data == "size=1m,mode=755"
-    f, _, _, _ = spec.mount_flags(["ro", "rw", "noexec", "exec", "nodev"])
-    assert f == 0x4
+    f, _, _, rec = spec.mount_flags(["ro", "rw", "noexec", "exec", "nodev"])
+    assert f == 0x4 and rec is None
+
+
+def test_recursive_mount_options():
+    # MOUNT_ATTR_RDONLY 1, NOSUID 2, NODEV 4, NOEXEC 8, atime field 0x70, NOATIME 0x10,
+    # STRICTATIME 0x20, NOSYMFOLLOW 0x200000
+    _, _, data, rec = spec.mount_flags(["rbind", "rro", "rnosuid", "rnodev", "size=1"])
+    assert rec == (0x1 | 0x2 | 0x4, 0) and data == "size=1"
+    assert spec.mount_flags(["rro", "rrw"])[3] == (0, 0x1)  # the last one wins
+    assert spec.mount_flags(["rrw", "rro"])[3] == (0x1, 0)
+    assert spec.mount_flags(["rnoatime"])[3] == (0x10, 0x70)
+    assert spec.mount_flags(["rnoatime", "rstrictatime"])[3] == (0x20, 0x70)
+    assert spec.mount_flags(["rnoatime", "ratime"])[3] == (0, 0x70)  # relatime
+    assert spec.mount_flags(["rexec", "rnosymfollow"])[3] == (0x200000, 0x8)
+    # none of them reaches mount(2)'s data
+    assert spec.mount_flags(list(spec.RECURSIVE))[2] == ""
 
 
 def test_signal_names():
@@ -109,3 +140,24 @@ def test_runc_style_arguments():
 
     v = {"a": [1, {"b": None}], "c": "d"}
     assert cli._pretty(v) == json.dumps(v, indent=2)
+
+
+def test_features_claims_only_what_is_honoured(capsys):
+    import json
+
+    assert cli.main(["features"]) == 0
+    f = json.loads(capsys.readouterr().out)
+    assert f["ociVersionMin"] == "1.0.0" and f["ociVersionMax"] == "1.1.0"
+    opts = f["mountOptions"]
+    assert {"rro", "rnosuid", "rnosymfollow", "tmpcopyup", "symfollow", "rbind"} <= set(opts)
+    # each listed option has a meaning of its own: none falls through to mount(2)'s data
+    for o in opts:
+        assert spec.mount_flags([o])[2] == "", o
+    # idmapped mounts are not implemented: neither listed nor accepted
+    assert "idmap" not in opts and "ridmap" not in opts
+    assert "mountExtensions" not in f["linux"]  # (a runtime-spec 1.2 field anyway)
+    sc = f["linux"]["seccomp"]
+    assert "SCMP_ACT_NOTIFY" not in sc["actions"]
+    assert set(sc["supportedFlags"]) <= set(sc["knownFlags"])
+    assert f["linux"]["apparmor"] == {"enabled": False}
+    assert f["linux"]["cgroup"]["v2"] is True

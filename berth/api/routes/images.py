@@ -49,7 +49,7 @@ def register(router, engine) -> None:
                                       "supported")
             return StreamResponse(body_progress_stream(
                 req, images.import_, req.arg("repo"), req.arg("tag"), req.arg("message"),
-                req.query_multi.get("changes", []), False, req.arg("platform")))
+                req.query_multi.get("changes", []), None, req.arg("platform")))
         pull = getattr(engine, "pull", None)
         if pull is None or not req.arg("fromImage"):
             raise Unavailable("pulling images is not available in this berthd")

@@ -60,8 +60,9 @@ def parse_filters(req: Request) -> dict[str, list[str]]:
 
 def register(router, engine) -> None:
     async def ping(req: Request) -> Response:
-        return Response(200, b"OK", content_type="text/plain; charset=utf-8",
-                        headers=PING_HEADERS)
+        # HEAD answers Content-Length: 0, as dockerd does
+        return Response(200, b"" if req.method == "HEAD" else b"OK",
+                        content_type="text/plain; charset=utf-8", headers=PING_HEADERS)
 
     async def version(req: Request) -> Response:
         return json_response(engine.version(API_VERSION, MIN_API_VERSION))
