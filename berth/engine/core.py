@@ -86,8 +86,11 @@ class Engine:
     def system_df(self) -> dict:
         """``GET /system/df``: images now; containers, volumes, build cache by their issues."""
         d = self.images.df()
-        return {"LayersSize": d["LayersSize"], "Images": d["Images"], "Containers": [],
-                "Volumes": [], "BuildCache": [], "BuilderSize": 0}
+        from .container_views import list_containers
+
+        return {"LayersSize": d["LayersSize"], "Images": d["Images"],
+                "Containers": list_containers(self.containers, True, -1, True),
+                "Volumes": self.volumes.usage(), "BuildCache": [], "BuilderSize": 0}
 
     # --- system -------------------------------------------------------------------------
     def version(self, api_version: str, min_api_version: str) -> dict:
