@@ -64,9 +64,9 @@ def test_entrypoint(bd):
 
 
 def test_tty_output_is_raw(bd):
-    r = run(bd, "-t", "busybox", "sh", "-c", "test -t 1 && echo tty; printf 'a\\n'",
-            text=False)
-    assert r.stdout == b"tty\r\na\r\n"
+    # bytes in: the helper decodes without translating newlines
+    r = run(bd, "-t", "busybox", "sh", "-c", "test -t 1 && echo tty; printf 'a\\n'", input=b"")
+    assert r.stdout == "tty\r\na\r\n"
 
 
 def test_detached_logs_stop_rm(bd):
