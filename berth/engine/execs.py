@@ -24,11 +24,14 @@ class NoSuchExec(NotFound):
 
 
 class ExecRecord:
-    __slots__ = ("config", "container_id", "exit_code", "id", "pid", "running", "started",
-                 "done")
+    __slots__ = ("config", "container_id", "done", "exit_code", "id", "pid", "running",
+                 "shim_id", "started")
 
     def __init__(self, xid: str, container_id: str, config: dict) -> None:
         self.id = xid
+        # The shim names files after the exec (console-<id>.sock): a shorter name keeps that
+        # socket path within sun_path's 108 bytes under a long run dir.
+        self.shim_id = xid[:24]
         self.container_id = container_id
         self.config = config
         self.running = False
@@ -117,9 +120,10 @@ class ExecService:
                       "noNewPrivileges": nnp}
         if gids:
             proc["user"]["additionalGids"] = gids
-        if cfg["Tty"] and cfg.get("ConsoleSize"):
-            h, w = cfg["ConsoleSize"]
-            proc["consoleSize"] = {"height": h, "width": w}
+        if cfg["Tty"]:
+            # a 0x0 pty makes programs think they have no terminal size; 24x80 until resized
+            h, w = cfg.get("ConsoleSize") or (0, 0)
+            proc["consoleSize"] = {"height": h or 24, "width": w or 80}
         spec_path = os.path.join(self.containers._run_dir(c.id), "config.json")
         try:
             with open(spec_path) as f:
@@ -152,10 +156,11 @@ class ExecService:
             dk = parse_detach_keys(cfg["DetachKeys"])
         try:
             if detach:
-                x.pid = await c.client.exec(xid, proc, stdin=False, attach=False)
+                x.pid = await c.client.exec(x.shim_id, proc, stdin=False, attach=False)
                 att = None
             else:
-                att = await c.client.exec(xid, proc, stdin=stdin, attach=True, detach_keys=dk)
+                att = await c.client.exec(x.shim_id, proc, stdin=stdin, attach=True,
+                                          detach_keys=dk)
                 x.pid = att.pid
         except Exception as e:
             x.exit_code = 126 if "permission denied" in str(e).lower() else 127 \
@@ -168,10 +173,11 @@ class ExecService:
         return att
 
     def on_exit(self, c, ev: dict) -> None:
-        x = self.execs.get(ev.get("exec", ""))
-        if x is None:
-            return
-        self._finish(c, x, ev)
+        sid = ev.get("exec", "")
+        for x in self.execs.values():
+            if x.shim_id == sid and x.container_id == c.id:
+                self._finish(c, x, ev)
+                return
 
     def _finish(self, c, x: ExecRecord, ev: dict) -> None:
         if x.done.is_set():
@@ -210,4 +216,4 @@ class ExecService:
         c = self.containers.get(x.container_id)
         if c.client is None or not x.running:
             raise Conflict(f"Exec {xid} is not running")
-        await c.client.resize(height, width, exec=xid)
+        await c.client.resize(height, width, exec=x.shim_id)
