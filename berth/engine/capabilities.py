@@ -2,8 +2,8 @@
 
 A container gets Docker's default set (``DEFAULT``: the 14 capabilities a typical service needs
 and that cannot reach beyond its namespaces), plus what ``--cap-add`` names, minus what
-``--cap-drop`` names; ``ALL`` stands for every capability the kernel knows, ``--privileged``
-gives all of them. Names are accepted as Docker accepts them: case-insensitive, with or without
+``--cap-drop`` names; ``ALL`` stands for every capability this host can pass on (berthd's
+bounding set), and ``--privileged`` gives all of those. Names are accepted as Docker accepts them: case-insensitive, with or without
 the ``CAP_`` prefix; an unknown name is refused with Docker's message and nothing is created.
 
 Invariant: ``effective()`` returns canonical ``CAP_*`` names in kernel-number order, so that
@@ -43,6 +43,27 @@ class UnknownCapability(InvalidArgument):
     pass
 
 
+def available() -> frozenset[str]:
+    """The capabilities this process may pass on: its bounding set (a container host, or a
+    VM, may lack some; Docker's "ALL" means all of these, not all the kernel knows)."""
+    global _AVAILABLE
+    if _AVAILABLE is None:
+        mask = (1 << len(ALL)) - 1
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("CapBnd:"):
+                        mask = int(line.split()[1], 16)
+                        break
+        except OSError:
+            pass
+        _AVAILABLE = frozenset(c for i, c in enumerate(ALL) if mask >> i & 1)
+    return _AVAILABLE
+
+
+_AVAILABLE: frozenset[str] | None = None
+
+
 def canonical(name: str) -> str:
     """``net_admin`` / ``NET_ADMIN`` / ``CAP_NET_ADMIN`` → ``CAP_NET_ADMIN``; ``all`` → ``ALL``."""
     n = name.upper()
@@ -52,6 +73,9 @@ def canonical(name: str) -> str:
         n = "CAP_" + n
     if n not in _NUMBER:
         raise UnknownCapability(f'unknown capability: "{n}"')
+    if n not in available():
+        raise UnknownCapability("capability not supported by your kernel or not available in "
+                                f'the current environment: "{n}"')
     return n
 
 
@@ -62,12 +86,13 @@ def effective(add: list[str] | None, drop: list[str] | None,
     ``ALL`` in ``add`` means every capability but those dropped; otherwise ``ALL`` in ``drop``
     means exactly those added; otherwise the default set minus the dropped plus the added.
     """
+    everything = available()
     if privileged:
-        return list(ALL)
+        return [c for c in ALL if c in everything]
     adds = [canonical(c) for c in add or []]
     drops = [canonical(c) for c in drop or []]
     if "ALL" in adds:
-        caps = set(ALL) - set(drops)
+        caps = set(everything) - set(drops)
     elif "ALL" in drops:
         caps = set(adds)
     else:
