@@ -35,12 +35,13 @@ def state(bd) -> tuple:
     (["busybox"], 125, "No command specified"),
     (["--security-opt", "seccomp={oops", "busybox", "true"], 125, "opening seccomp profile"),
 ])
-def test_run_refuses_and_changes_nothing(bd, args, code, message):
+def test_create_and_run_refuse_and_change_nothing(bd, args, code, message):
     before = state(bd)
-    r = bd.berth("run", "--rm", "--pull", "never", *args, check=False)
-    assert r.returncode == code, r.stderr
-    assert message in r.stderr
-    assert state(bd) == before
+    for cmd in (["create"], ["run", "-d"]):
+        r = bd.berth(*cmd, "--pull", "never", *args, check=False)
+        assert r.returncode == code, r.stderr
+        assert message in r.stderr
+        assert state(bd) == before
 
 
 def test_docker_cli_gets_the_same_refusals(bd):
