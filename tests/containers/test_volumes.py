@@ -56,14 +56,14 @@ def test_mount_flag_kinds(bd, tmp_path):
     out = run(bd, "--mount", f"type=bind,src={tmp_path},dst=/b,readonly",
               "--mount", "type=volume,src=mv,dst=/v",
               "--mount", "type=tmpfs,dst=/t,tmpfs-size=1m",
-              "--tmpfs", "/t2:size=2m,mode=1777", "busybox", "sh", "-c",
+              "--tmpfs", "/t2:size=2m,mode=700", "busybox", "sh", "-c",
               "cat /b/f; touch /b/x 2>/dev/null || echo ro; touch /v/ok && echo vol; "
               "grep -E ' /t2? ' /proc/mounts | cut -d' ' -f2,3,4").stdout.splitlines()
     assert out[:3] == ["bound", "ro", "vol"]
     mounts = {m.split()[0]: m.split()[2] for m in out[3:]}
     assert set(mounts) == {"/t", "/t2"}
     assert "size=1024k" in mounts["/t"] and "size=2048k" in mounts["/t2"]
-    assert "mode=1777" in mounts["/t2"]
+    assert "mode=700" in mounts["/t2"]
 
 
 def test_volume_driver_options_tmpfs(bd):
