@@ -859,6 +859,12 @@ class ContainerService:
         if c.client is None or not cs.is_running(c.state):
             raise Conflict(f"Container {c.id} is not running")
         await c.client.resize(height, width)
+        self.events.publish("container", "resize", c.id,
+                            self._event_attrs(c, height=height, width=width))
+
+    def attached(self, c: Container) -> None:
+        """A client attached to ``c`` (dockerd's "attach" event)."""
+        self.events.publish("container", "attach", c.id, self._event_attrs(c))
 
     # ------------------------------------------------------------------ remove
     async def remove(self, ref: str, force: bool = False, volumes: bool = False,

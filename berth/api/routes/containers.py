@@ -203,6 +203,7 @@ def register(router, engine) -> None:
 
         dk = parse_detach_keys(req.arg("detachKeys")) if stdin else b""
         tty = bool(c.rec["Config"].get("Tty"))
+        svc.attached(c)
         pending = None
         if stream and not (cs.is_running(c.state) and c.client is not None):
             pending = PendingAttach()
