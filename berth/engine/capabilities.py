@@ -3,8 +3,9 @@
 A container gets Docker's default set (``DEFAULT``: the 14 capabilities a typical service needs
 and that cannot reach beyond its namespaces), plus what ``--cap-add`` names, minus what
 ``--cap-drop`` names; ``ALL`` stands for every capability this host can pass on (berthd's
-bounding set), and ``--privileged`` gives all of those. Names are accepted as Docker accepts them: case-insensitive, with or without
-the ``CAP_`` prefix; an unknown name is refused with Docker's message and nothing is created.
+bounding set), and ``--privileged`` gives all of those. Names are accepted as Docker accepts
+them: case-insensitive, with or without the ``CAP_`` prefix; an unknown name is refused with
+Docker's message and nothing is created.
 
 Invariant: ``effective()`` returns canonical ``CAP_*`` names in kernel-number order, so that
 the OCI spec (bounding = effective = permitted) is the same for the same flags.

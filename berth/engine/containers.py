@@ -194,6 +194,7 @@ class ContainerService:
             ("berth-runtime" if "berth-runtime" in self.runtimes else "runc")
         self.by_id: dict[str, Container] = {}
         self.by_name: dict[str, str] = {}
+        self._cleanups: set[asyncio.Future] = set()
         self.zygote = None
         self._zygote_lock: asyncio.Lock | None = None
         self.execs = None  # set by the exec service
@@ -903,8 +904,14 @@ class ContainerService:
         prev = c.state
         c.rec["State"] = dict(prev, Status=cs.REMOVING)
         c.removed = True
+        # The record goes first, in one rename: from here the container is gone for every
+        # client; its files go in the background (start-up repair finishes what a crash
+        # interrupts). `run --rm` waits for the removal, so this is on its critical path.
+        d = self._dir(c.id)
+        trash = os.path.join(self.root, ".rm-" + c.id)
         try:
-            await asyncio.to_thread(self._delete_files, c)
+            if os.path.exists(d):
+                os.rename(d, trash)
         except OSError as e:
             c.removed = False
             c.rec["State"] = cs.transition(dict(prev, Status=cs.REMOVING), "removed-failed",
@@ -929,18 +936,20 @@ class ContainerService:
         self.events.publish("container", "destroy", c.id, self._event_attrs(c))
         _wake(c.exit_waiters, c.state.get("ExitCode", 0))
         _wake(c.removed_waiters, c.state.get("ExitCode", 0))
+        task = asyncio.ensure_future(asyncio.to_thread(self._delete_files, c, trash))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
-    def _delete_files(self, c: Container) -> None:
-        self._teardown(c)
-        run_dir = self._run_dir(c.id)
-        _unmount(os.path.join(run_dir, "rootfs"))
-        shutil.rmtree(run_dir, ignore_errors=True)
-        self._remove_snapshot(c.rec["SnapshotKey"])
-        d = self._dir(c.id)
-        trash = os.path.join(self.root, ".rm-" + c.id)
-        if os.path.exists(d):
-            os.rename(d, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+    def _delete_files(self, c: Container, trash: str) -> None:
+        try:
+            self._teardown(c)
+            run_dir = self._run_dir(c.id)
+            _unmount(os.path.join(run_dir, "rootfs"))
+            shutil.rmtree(run_dir, ignore_errors=True)
+            self._remove_snapshot(c.rec["SnapshotKey"])
+            shutil.rmtree(trash, ignore_errors=True)
+        except Exception:  # noqa: BLE001 - start-up repair retries; the container is gone
+            log.exception("container %s: removing its files", c.id[:12])
 
     def _sweep_leftovers(self, cid: str) -> None:
         run_dir = self._run_dir(cid)
@@ -1066,6 +1075,7 @@ class ContainerService:
         for entry in os.listdir(self.root):
             if entry.startswith(".rm-"):
                 shutil.rmtree(os.path.join(self.root, entry), ignore_errors=True)
+        await asyncio.to_thread(self._sweep_orphans)
         to_start = []
         for c in list(self.by_id.values()):
             st = c.state["Status"]
@@ -1086,6 +1096,32 @@ class ContainerService:
                     await self._start_locked(c)
             except BerthError as e:
                 log.warning("container %s: restart at start-up: %s", c.id[:12], e)
+
+    def _sweep_orphans(self) -> None:
+        """Rw snapshots and empty cgroups of containers that have no record any more."""
+        store = getattr(self.engine.images, "store", None)
+        if store is not None:
+            for info in store.snapshots.walk():
+                name = info["name"]
+                if name.startswith("container-") and name[10:] not in self.by_id:
+                    self._remove_snapshot(name)
+        base = "/sys/fs/cgroup"
+        try:
+            hierarchies = [base] + [os.path.join(base, e) for e in os.listdir(base)]
+        except OSError:
+            return
+        for h in hierarchies:
+            parent = os.path.join(h, self.cgroup_parent)
+            try:
+                entries = os.listdir(parent)
+            except OSError:
+                continue
+            for e in entries:
+                if len(e) == 64 and e not in self.by_id:
+                    try:
+                        os.rmdir(os.path.join(parent, e))  # only an empty one goes
+                    except OSError:
+                        pass
 
     async def _reconnect(self, c: Container, to_start: list) -> None:
         from berth.shim.client import ShimClient, ShimUnavailable
@@ -1121,6 +1157,8 @@ class ContainerService:
 
     async def close(self) -> None:
         """berthd is stopping: containers keep running (live restore); links are dropped."""
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
         for c in self.by_id.values():
             if c.monitor is not None:
                 c.monitor.cancel()
