@@ -7,6 +7,7 @@ none`` is what the benchmarks compare).
 """
 
 import contextlib
+import os
 import shutil
 import statistics
 import subprocess
@@ -53,7 +54,8 @@ def peers():
             ids = bd.berth("ps", "-aq", check=False).stdout.split()
             if ids:
                 bd.berth("rm", "-f", *ids, check=False)
-            bd.stop()
+            with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+                bd.stop()  # (it prints the daemon's log, for tests)
         shutil.rmtree(work, ignore_errors=True)
 
 
