@@ -88,6 +88,8 @@ class Engine:
         d = self.images.df()
         from .container_views import list_containers
 
+        for img in d["Images"]:
+            img["Containers"] = len(self.containers.image_users(img.get("Id", "")))
         return {"LayersSize": d["LayersSize"], "Images": d["Images"],
                 "Containers": list_containers(self.containers, True, -1, True),
                 "Volumes": self.volumes.usage(), "BuildCache": [], "BuilderSize": 0}
