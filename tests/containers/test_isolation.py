@@ -32,7 +32,7 @@ def test_namespaces_differ_from_the_host(bd):
               ).stdout.split()
     mine = [os.readlink(f"/proc/self/ns/{n}") for n in ("pid", "mnt", "uts", "ipc", "net",
                                                         "cgroup")]
-    for inside, outside in zip(out, mine):
+    for inside, outside in zip(out, mine, strict=True):
         assert inside != outside
 
 
