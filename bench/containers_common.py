@@ -29,13 +29,15 @@ def peers():
     """(berthd, dockerd), each with busybox:latest."""
     work = Path(tempfile.mkdtemp(prefix="berth-bench-"))
     bd = dd = None
+    cgroup_parent = None
     try:
         rootfs = work / "rootfs"
         subprocess.run([str(REPO / "scripts" / "busybox-rootfs.sh"), str(rootfs)], check=True)
         tar = work / "busybox.tar"
         subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tar), "."], check=True)
+        cgroup_parent = f"berth-bench-{work.name[-8:]}"
         bd = Berthd(Path(tempfile.mkdtemp(prefix="berth-b-")),
-                    ("--cgroup-parent", f"berth-bench-{work.name[-8:]}"))
+                    ("--cgroup-parent", cgroup_parent))
         bd.berth("import", str(tar), "busybox:latest")
         dd = Dockerd(Path(tempfile.mkdtemp(prefix="berth-dockerd-")))
         dd.docker("import", str(tar), "busybox:latest")
@@ -56,6 +58,10 @@ def peers():
                 bd.berth("rm", "-f", *ids, check=False)
             with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
                 bd.stop()  # (it prints the daemon's log, for tests)
+        if cgroup_parent:
+            from containers.conftest import remove_cgroup_parent
+
+            remove_cgroup_parent(cgroup_parent)
         shutil.rmtree(work, ignore_errors=True)
 
 

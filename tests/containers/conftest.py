@@ -21,13 +21,24 @@ def cbd(busybox_tar):
         yield d
     finally:
         d.stop()
-        for base in Path("/sys/fs/cgroup").iterdir():
-            p = base / CGROUP_PARENT
-            if p.is_dir():
-                for child in p.iterdir():
-                    if child.is_dir():
-                        child.rmdir()
-                p.rmdir()
+        remove_cgroup_parent(CGROUP_PARENT)
+
+
+def remove_cgroup_parent(name: str) -> None:
+    """The (empty by now) parent cgroup the tests' containers had, in every hierarchy."""
+    for base in Path("/sys/fs/cgroup").iterdir():
+        p = base / name
+        if not p.is_dir():
+            continue
+        for sub in sorted((q for q in p.rglob("*") if q.is_dir()), key=lambda q: -len(q.parts)):
+            try:
+                sub.rmdir()
+            except OSError:
+                pass
+        try:
+            p.rmdir()
+        except OSError:
+            pass
 
 
 def leftovers(d) -> list[str]:
