@@ -135,16 +135,21 @@ class ExecService:
             pass
         return proc
 
-    async def start(self, xid: str, detach: bool = False):
-        """Run the exec; → the shim's Attachment (or None when detached)."""
-        x = self.get(xid)
+    def check_startable(self, x: ExecRecord):
+        """The container of ``x``, if ``x`` can start now (else NotFound/Conflict)."""
         if x.started:
-            raise Conflict(f"Error: Exec command {xid} has already run")
+            raise Conflict(f"Error: Exec command {x.id} has already run")
         c = self.containers.get(x.container_id)
         if c.client is None or not cs.is_running(c.state):
             raise Conflict(f"Container {c.id} is not running")
         if c.state["Status"] == cs.PAUSED:
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        return c
+
+    async def start(self, xid: str, detach: bool = False):
+        """Run the exec; → the shim's Attachment (or None when detached)."""
+        x = self.get(xid)
+        c = self.check_startable(x)
         x.started = True
         proc = await asyncio.to_thread(self._process, c, x)
         cfg = x.config

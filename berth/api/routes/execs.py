@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+from berth.errors import BerthError
+
 from ..http import HijackResponse, Request, Response, json_response
 from .containers import RAW_STREAM, _end, pump
 
@@ -40,11 +42,19 @@ def register(router, engine) -> None:
         if body.get("Detach"):
             await execs.start(x.id, detach=True)
             return Response(200, b"", content_type="application/json")
-        att = await execs.start(x.id, detach=False)
+        execs.check_startable(x)  # 404/409 while HTTP can still say so
         tty = x.config["Tty"]
         stdin = x.config["AttachStdin"]
 
         async def callback(reader, writer, early):
+            # As dockerd: the stream is up before the process runs, so a client that reads
+            # the 101 answer through a buffered reader (docker-py) loses none of its output.
+            try:
+                att = await execs.start(x.id, detach=False)
+            except BerthError as e:
+                writer.write(f"{e}\r\n".encode())
+                await _end(writer)
+                return
             try:
                 await pump(att, reader, writer, early, tty, stdin)
             finally:
