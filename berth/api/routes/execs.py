@@ -11,7 +11,7 @@ import asyncio
 from berth.errors import BerthError
 
 from ..http import HijackResponse, Request, Response, json_response
-from .containers import RAW_STREAM, _end, pump
+from .containers import RAW_STREAM, _end, frame, pump
 
 
 def register(router, engine) -> None:
@@ -52,7 +52,8 @@ def register(router, engine) -> None:
             try:
                 att = await execs.start(x.id, detach=False)
             except BerthError as e:
-                writer.write(f"{e}\r\n".encode())
+                msg = f"{e}\r\n".encode()
+                writer.write(msg if tty else frame(1, msg))  # on stdout, as dockerd
                 await _end(writer)
                 return
             try:
