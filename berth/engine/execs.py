@@ -159,6 +159,9 @@ class ExecService:
             from .detachkeys import parse_detach_keys
 
             dk = parse_detach_keys(cfg["DetachKeys"])
+        # dockerd announces the start before it runs the process
+        self.events.publish("container", f"exec_start: {' '.join(cfg['Cmd'])}", c.id,
+                            {**self.containers._event_attrs(c), "execID": xid})
         try:
             if detach:
                 x.pid = await c.client.exec(x.shim_id, proc, stdin=False, attach=False)
@@ -168,13 +171,10 @@ class ExecService:
                                           detach_keys=dk)
                 x.pid = att.pid
         except Exception as e:
-            x.exit_code = 126 if "permission denied" in str(e).lower() else 127 \
-                if "not found" in str(e).lower() or "no such file" in str(e).lower() else 126
+            x.exit_code = 126  # dockerd's code for an exec that could not start (EACCES)
             x.done.set()
             raise InvalidArgument(f"OCI runtime exec failed: {e}") from None
         x.running = True
-        self.events.publish("container", f"exec_start: {' '.join(cfg['Cmd'])}", c.id,
-                            {**self.containers._event_attrs(c), "execID": xid})
         return att
 
     def on_exit(self, c, ev: dict) -> None:
