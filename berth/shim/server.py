@@ -254,6 +254,7 @@ class Shim:
         self.tty = False
         self.log: JsonLog | None = None
         self.oom: OomWatch | None = None
+        self._oom_sent = False
         self.restart_timer = None
         self.stop_timer = None
         self.stop_waiters: list[_Deferred] = []
@@ -484,6 +485,7 @@ class Shim:
         if oom is None or oom.fd < 0:
             return
         if oom.read_event():
+            self._oom_sent = True
             self._broadcast({"event": "oom"})
         else:
             # The eventfd also fires when the cgroup goes away; nothing more will come.
@@ -530,6 +532,10 @@ class Shim:
             self.loop.unwatch(self.oom.fd)
             self.oom.close()
             self.oom = None
+        if oom and not self._oom_sent:
+            # The kill and the exit can arrive in one epoll batch; docker sends "oom" first.
+            self._broadcast({"event": "oom"})
+        self._oom_sent = False
         try:
             self.rt.delete(self.opts.id)
         except RuntimeFailed:
@@ -579,6 +585,7 @@ class Shim:
                     os.unlink(pid_path)
         except OSError:
             pass
+        _unlink(os.path.join(self.run_dir, "init.pid"))
         if self.log is not None:
             self.log.close()
             self.log = None
@@ -591,6 +598,10 @@ class Shim:
         self.stop_waiters = []
         self.exiting = True
         self.exit_deadline = time.monotonic() + EXIT_LINGER
+        # Not now: the request being handled (a kill, a delete) still owes its reply.
+        self.loop.later(0, self._close_idle)
+
+    def _close_idle(self) -> None:
         for c in list(self.conns):
             if c.attach is None:
                 c.close_when_flushed()
