@@ -26,6 +26,7 @@ import sys
 
 from berth import fastjson
 from berth.errors import BerthError
+from berth.linux.prctl import set_name
 
 from . import proto
 
@@ -50,18 +51,41 @@ def _error(e: BaseException) -> dict:
     return {"error": str(e) or type(e).__name__, "kind": error_kind(e)}
 
 
-def become_shim(opts, report_fd: int) -> None:
-    """Turn this (freshly forked) process into the shim for ``opts``; never returns."""
+def prepare(opts):
+    """What can be done before the fork (in the zygote or the fresh launcher): the run dir,
+    the shim's log, its socket and json-file log, its objects.
+
+    Every line of Python the long-lived shim runs costs it private copies of shared pages
+    (see berth.shim.work); done here, the work is paid once in the zygote instead. Returns
+    (shim, fd of shim.log); BerthError with nothing left behind.
+    """
+    from .server import Shim
+
+    try:
+        os.makedirs(opts.run_dir, mode=0o700, exist_ok=True)
+        log = os.open(os.path.join(opts.run_dir, "shim.log"),
+                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        from berth.errors import InvalidArgument
+
+        raise InvalidArgument(f"cannot make run dir {opts.run_dir}: {e.strerror}") from None
+    shim = Shim(opts)
+    try:
+        shim.prepare()
+    except BaseException:
+        os.close(log)
+        shim.close()
+        raise
+    return shim, log
+
+
+def become_shim(shim, log: int, report_fd: int) -> None:
+    """Turn this freshly forked process into the (prepared) shim; never returns."""
     code = 1
     try:
         os.setsid()
-        from berth.linux.prctl import set_name
-
         set_name(b"berth-shim")
-        os.makedirs(opts.run_dir, mode=0o700, exist_ok=True)
         null = os.open("/dev/null", os.O_RDWR)
-        log = os.open(os.path.join(opts.run_dir, "shim.log"),
-                      os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         for src, dst in ((null, 0), (null, 1), (log, 2)):
             if src != dst:
                 os.dup2(src, dst)
@@ -69,16 +93,11 @@ def become_shim(opts, report_fd: int) -> None:
             if fd > 2:
                 os.close(fd)
         os.chdir("/")
-        from .runtime import RuntimeCLI
-        from .server import Shim
-
-        rt = RuntimeCLI(opts.runtime, opts.runtime_root, opts.runtime_args,
-                        log=os.path.join(opts.run_dir, "runtime.log"))
-        shim = Shim(opts, rt)
+        shim.report_fd = report_fd
         try:
-            info = shim.boot()
-            if opts.start:
-                info["init_pid"] = shim.start_init()
+            shim.boot()
+            if shim.opts.start:
+                shim.start_init()
         except BerthError as e:
             _report(report_fd, _error(e))
             report_fd = -1
@@ -86,7 +105,9 @@ def become_shim(opts, report_fd: int) -> None:
                 os._exit(1)
             # A failed --start: the shim sees the container through to "stopped".
         else:
-            _report(report_fd, {"ok": info})
+            # The last worker wrote the reply (this process need not run that code); this
+            # copy of the fd only has to go.
+            os.close(report_fd)
             report_fd = -1
         shim.serve()
         code = 0
@@ -121,11 +142,16 @@ def run_fresh(argv: list[str]) -> int:
     except BerthError as e:
         sys.stdout.write(fastjson.dumps(_error(e)) + "\n")
         return 2
+    try:
+        shim, log = prepare(opts)
+    except BerthError as e:
+        sys.stdout.write(fastjson.dumps(_error(e)) + "\n")
+        return 1
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        become_shim(opts, w)
+        become_shim(shim, log, w)
     os.close(w)
     reply = _read_reply(r)
     sys.stdout.write(fastjson.dumps(reply) + "\n")
@@ -144,7 +170,7 @@ def zygote(argv: list[str]) -> int:
     from berth.linux import prctl  # noqa: F401
 
     # Everything a shim imports, imported once here so that every shim shares it.
-    from . import config, jsonlog, oom, process, restart, runtime, server  # noqa: F401
+    from . import config, jsonlog, oom, process, restart, runtime, server, work  # noqa: F401
 
     if len(argv) != 1:
         sys.stderr.write("usage: python3 -S -m berth.shim zygote SOCKET\n")
@@ -215,12 +241,20 @@ def _spawn_from(cfd: int, lst, gc) -> None:
                  "kind": "InvalidArgument"})))
             return
         try:
-            opts = parse_args(argv)
+            shim, log = prepare(parse_args(argv))
         except BerthError as e:
             conn.sendall(proto.frame(proto.REPLY, fastjson.dumps(_error(e))))
             return
+        # Everything made so far is shared with the shim; keep the collector off it there.
         gc.freeze()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:
+            shim.close(unlink=True)
+            os.close(log)
+            conn.sendall(proto.frame(proto.REPLY, fastjson.dumps(
+                {"error": f"cannot fork a shim: {e.strerror}", "kind": "Unavailable"})))
+            return
         if pid == 0:
             lst.close()
             os.close(0)
@@ -231,7 +265,10 @@ def _spawn_from(cfd: int, lst, gc) -> None:
             _signal.signal(17, _signal.SIG_DFL)
             _signal.signal(2, _signal.SIG_DFL)
             os.set_blocking(fd, True)
-            become_shim(opts, fd)
+            become_shim(shim, log, fd)
+        # The shim has its own copies of these now.
+        shim.close()
+        os.close(log)
     except (OSError, ValueError):
         return
     finally:

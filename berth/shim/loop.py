@@ -23,11 +23,20 @@ class Timer:
 
 
 class Loop:
+    """The epoll instance is made on first use: a Loop built before a fork (in the zygote) must
+    not share one with the child, as registrations live in the shared open file."""
+
     def __init__(self) -> None:
-        self.ep = select.epoll()
+        self._ep = None
         self._cbs: dict[int, object] = {}
         self._masks: dict[int, int] = {}
         self._timers: list[Timer] = []
+
+    @property
+    def ep(self):
+        if self._ep is None:
+            self._ep = select.epoll()
+        return self._ep
 
     def watch(self, fd: int, mask: int, cb) -> None:
         self.ep.register(fd, mask)
@@ -79,4 +88,6 @@ class Loop:
                 t.fn()
 
     def close(self) -> None:
-        self.ep.close()
+        if self._ep is not None:
+            self._ep.close()
+            self._ep = None

@@ -16,7 +16,7 @@ no OOM information, as with docker on such a host.
 
 import os
 
-__all__ = ["OomWatch", "memory_cgroup"]
+__all__ = ["OomWatch", "discover", "memory_cgroup"]
 
 
 def _mounts() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -86,42 +86,49 @@ def _oom_kills(directory: str, version: int) -> int:
     return 0
 
 
+def discover(pid: int) -> tuple[dict, list[int]] | None:
+    """Find ``pid``'s memory cgroup, read its OOM baseline and (v1) arm an eventfd.
+
+    Returns ({"dir", "version", "base"}, fds) with fds [eventfd, memory.oom_control] when the
+    live event could be armed, [] otherwise; None without a memory cgroup.
+    """
+    found = memory_cgroup(pid)
+    if found is None:
+        return None
+    directory, version = found
+    info = {"dir": directory, "version": version, "base": _oom_kills(directory, version)}
+    return info, (_register_v1(directory) if version == 1 else [])
+
+
+def _register_v1(directory: str) -> list[int]:
+    try:
+        ctl = os.open(os.path.join(directory, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+    try:
+        fd = os.open(os.path.join(directory, "cgroup.event_control"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, f"{efd} {ctl}".encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        os.close(efd)
+        os.close(ctl)
+        return []
+    return [efd, ctl]
+
+
 class OomWatch:
-    """The OOM state of one run of a container: baseline now, ``killed()`` later."""
+    """The OOM state of one run of a container: its baseline, ``killed()`` at the end."""
 
     __slots__ = ("_base", "_ctl", "directory", "fd", "version")
 
-    def __init__(self, pid: int) -> None:
-        self.fd = -1
-        self._ctl = -1
-        found = memory_cgroup(pid)
-        if found is None:
-            self.directory, self.version, self._base = None, 0, 0
-            return
-        self.directory, self.version = found
-        self._base = _oom_kills(self.directory, self.version)
-        if self.version == 1:
-            self._register_v1()
-
-    def _register_v1(self) -> None:
-        try:
-            ctl = os.open(os.path.join(self.directory, "memory.oom_control"),
-                          os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return
-        efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        try:
-            fd = os.open(os.path.join(self.directory, "cgroup.event_control"),
-                         os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, f"{efd} {ctl}".encode())
-            finally:
-                os.close(fd)
-        except OSError:
-            os.close(efd)
-            os.close(ctl)
-            return
-        self.fd, self._ctl = efd, ctl
+    def __init__(self, info: dict | None, fds: list[int]) -> None:
+        self.directory = info["dir"] if info else None
+        self.version = info["version"] if info else 0
+        self._base = info["base"] if info else 0
+        self.fd, self._ctl = (fds[0], fds[1]) if len(fds) == 2 else (-1, -1)
 
     def read_event(self) -> bool:
         """Drain the eventfd after epoll said it is readable; True if an OOM was signalled.

@@ -35,19 +35,19 @@ _STREAM_NAMES = {proto.STDOUT: "stdout", proto.STDERR: "stderr"}
 
 
 class Proc:
-    __slots__ = ("_child_fds", "_drain_timer", "attachers", "done", "exit_code", "exited_at",
+    __slots__ = ("_drain_timer", "attachers", "done", "exit_code", "exited_at",
                  "id", "log", "loop", "master", "outs", "paused", "pid", "reaped", "shim",
                  "signal", "started_at", "stdin_buf", "stdin_closing", "stdin_fd",
                  "stdin_once", "tty", "waiters")
 
-    def __init__(self, shim, xid: str, tty: bool, stdin_once: bool) -> None:
+    def __init__(self, shim, xid: str, tty: bool, stdin_once: bool, stdin: bool) -> None:
         self.shim = shim
         self.loop = shim.loop
         self.id = xid
         self.tty = tty
         self.stdin_once = stdin_once
         self.pid = 0
-        self.stdin_fd = -1
+        self.stdin_fd = -2 if stdin and tty else -1  # -2: the pty master, once it is here
         self.stdin_buf = bytearray()
         self.stdin_closing = False
         self.master = -1
@@ -63,57 +63,26 @@ class Proc:
         self.started_at = 0
         self.exited_at = 0
         self._drain_timer = None
-        self._child_fds: list[int] = []
 
-    # -- set-up, around the runtime call ------------------------------------------------------
+    # -- set-up ---------------------------------------------------------------------------------
 
-    def open_stdio(self, stdin: bool, null: int) -> tuple[int, int, int]:
-        """Make the pipes; returns the fds the runtime gets as its stdio."""
-        if self.tty:
-            # The pty comes over the console socket; the runtime's own stdio is unused.
-            self.stdin_fd = -2 if stdin else -1  # -2: "the master, once it arrives"
-            return (null, null, null)
-        child_in = null
-        if stdin:
-            r, w = os.pipe()
-            self.stdin_fd = w
-            self._child_fds.append(r)
-            child_in = r
-        o_r, o_w = os.pipe()
-        e_r, e_w = os.pipe()
-        self.outs = {o_r: proto.STDOUT, e_r: proto.STDERR}
-        self._child_fds += [o_w, e_w]
-        return (child_in, o_w, e_w)
-
-    def close_child_fds(self) -> None:
-        for fd in self._child_fds:
-            os.close(fd)
-        self._child_fds = []
-
-    def set_master(self, fd: int) -> None:
-        self.master = fd
-        self.outs = {fd: proto.STDOUT}
-        self.stdin_fd = fd if self.stdin_fd == -2 else -1
-
-    def abort(self) -> None:
-        """The runtime call failed: drop every fd, read nothing (its error text is in there)."""
-        self.close_child_fds()
-        for fd in list(self.outs):
-            os.close(fd)
-        if self.stdin_fd >= 0 and self.stdin_fd not in self.outs:
-            os.close(self.stdin_fd)
-        self.outs = {}
-        self.stdin_fd = -1
-        self.master = -1
-        self.done = True
-
-    def begin(self, pid: int) -> None:
-        """The runtime created the process: start pumping its output."""
+    def adopt(self, pid: int, roles: list[str], fds: list[int]) -> None:
+        """The runtime created the process (in a worker, berth.shim.work) with these fds:
+        start pumping its output."""
         self.pid = pid
-        for fd in self.outs:
+        for role, fd in zip(roles, fds, strict=True):
             os.set_blocking(fd, False)
-        if self.stdin_fd >= 0:
-            os.set_blocking(self.stdin_fd, False)
+            if role == "master":
+                self.master = fd
+                self.outs[fd] = proto.STDOUT
+                if self.stdin_fd == -2:
+                    self.stdin_fd = fd
+            elif role == "stdin":
+                self.stdin_fd = fd
+            else:
+                self.outs[fd] = proto.STDOUT if role == "stdout" else proto.STDERR
+        if self.stdin_fd == -2:
+            self.stdin_fd = -1
         self._rearm()
 
     # -- epoll registration ---------------------------------------------------------------

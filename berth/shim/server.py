@@ -56,8 +56,9 @@ import time
 
 from berth import atomic, fastjson
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound
+from berth.linux.prctl import set_child_subreaper
 
-from . import proto
+from . import proto, work
 from .jsonlog import JsonLog
 from .loop import Loop
 from .oom import OomWatch
@@ -234,9 +235,8 @@ class _Deferred:
 
 
 class Shim:
-    def __init__(self, opts, runtime) -> None:
+    def __init__(self, opts) -> None:
         self.opts = opts
-        self.rt = runtime
         self.loop = Loop()
         self.run_dir = opts.run_dir
         self.sock_path = os.path.join(opts.run_dir, "shim.sock")
@@ -260,52 +260,59 @@ class Shim:
         self.stop_waiters: list[_Deferred] = []
         self.exiting = False
         self.exit_deadline = 0.0
-        self._null = -1
         self._wake_r = -1
-        self._console_seq = 0
+        self._seq = 0
+        self.shim_pid = 0
+        self.report_fd = -1  # the launcher's; a worker writes the reply (see _report_ok)
+        self._next_init: Proc | None = None
+        self._state_pid = 0  # set only in a worker's copy (see _created_state)
 
     # -- boot -------------------------------------------------------------------------------
 
-    def devnull(self) -> int:
-        if self._null < 0:
-            self._null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-        return self._null
-
-    def boot(self) -> dict:
-        """Everything up to a created container; raises BerthError with nothing left behind."""
-        from berth.linux.prctl import set_child_subreaper
-
-        set_child_subreaper()
+    def prepare(self) -> None:
+        """Before the fork: the json-file log and the listening socket."""
         opts = self.opts
         if len(self.sock_path) > SUN_PATH_MAX:
             raise InvalidArgument(f"run dir path too long for a unix socket: {self.run_dir}")
-        try:
-            with open(os.path.join(opts.bundle, "config.json"), "rb") as f:
-                config = fastjson.loads(f.read())
-        except FileNotFoundError:
-            raise NotFound(f"no config.json in bundle: {opts.bundle}") from None
-        except ValueError as e:
-            raise InvalidArgument(f"bad config.json in bundle {opts.bundle}: {e}") from None
-        process = config.get("process") if isinstance(config, dict) else None
-        self.tty = bool(isinstance(process, dict) and process.get("terminal"))
-        for name in ("state.json", "init.pid"):
-            _unlink(os.path.join(self.run_dir, name))
         if opts.log:
             try:
                 self.log = JsonLog(opts.log, opts.log_max_size, opts.log_max_file)
             except OSError as e:
                 raise InvalidArgument(f"cannot open log {opts.log}: {e.strerror}") from None
-        self._listen()
+        for name in ("state.json", "init.pid"):
+            _unlink(os.path.join(self.run_dir, name))
+        self.tty = work.bundle_terminal(opts.bundle)
+        self._next_init = Proc(self, "", self.tty, opts.stdin_once, opts.stdin)
+        try:
+            self._listen()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self, unlink: bool = False) -> None:
+        """Drop this copy's fds (the zygote's, after the fork; the shim's, on failure)."""
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+            if unlink:
+                _unlink(self.sock_path)
+        self.loop.close()
+
+    def boot(self) -> dict:
+        """In the shim, after prepare: the container created; BerthError with nothing left."""
+        set_child_subreaper()
+        self.shim_pid = os.getpid()
+        self.loop.watch(self.listener.fileno(), EPOLLIN, self._on_accept)
         self._signals()
         try:
             self.init = self._create_init()
         except BaseException:
             self._unlisten()
             raise
-        atomic.write_text(os.path.join(self.run_dir, "shim.pid"), f"{os.getpid()}\n",
-                          sync=False)
-        self._write_state()
-        return {"pid": os.getpid(), "init_pid": self.init.pid, "socket": self.sock_path}
+        return {"pid": self.shim_pid, "init_pid": self.init.pid, "socket": self.sock_path}
 
     def _listen(self) -> None:
         _unlink(self.sock_path)
@@ -319,7 +326,6 @@ class Shim:
             raise InvalidArgument(f"cannot listen on {self.sock_path}: {e.strerror}") from None
         s.setblocking(False)
         self.listener = s
-        self.loop.watch(s.fileno(), EPOLLIN, self._on_accept)
 
     def _unlisten(self) -> None:
         if self.listener is not None:
@@ -339,93 +345,69 @@ class Shim:
 
     # -- runs of the init -----------------------------------------------------------------
 
-    def _console(self):
-        """A listening socket for the runtime to send the pty master over (--console-socket)."""
-        self._console_seq += 1
-        path = os.path.join(self.run_dir, f"console-{self._console_seq}.sock")
-        _unlink(path)
-        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        try:
-            s.bind(path)
-            s.listen(1)
-        except OSError as e:
-            s.close()
-            raise InvalidArgument(f"cannot listen on {path}: {e.strerror}") from None
-        return s, path
+    def _runtime(self, op: str, *args, after=None) -> dict:
+        return work.in_fork(work.runtime_call, self.opts, op, self.opts.id, *args,
+                            after=after)[0]
 
-    def _receive_master(self, s) -> int:
-        # The runtime connected and sent the fd before it exited; both sit in the backlog now.
-        s.settimeout(5.0)
-        try:
-            fd, _ = s._accept()
-        except OSError:
-            raise RuntimeFailed("the runtime sent no terminal over the console socket") from None
-        c = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
-        try:
-            c.settimeout(5.0)
-            _, anc, _, _ = c.recvmsg(4096, _socket.CMSG_SPACE(4))
-        except OSError:
-            raise RuntimeFailed("the runtime sent no terminal over the console socket") from None
-        finally:
-            c.close()
-        for level, kind, data in anc:
-            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= 4:
-                fds = [int.from_bytes(data[i:i + 4], "little") for i in
-                       range(0, len(data) - len(data) % 4, 4)]
-                for extra in fds[1:]:
-                    os.close(extra)
-                os.set_inheritable(fds[0], False)
-                return fds[0]
-        raise RuntimeFailed("the runtime's console message carried no file descriptor")
+    def _make_proc(self, xid: str, stdin: bool, stdin_once: bool,
+                   process: dict | None = None) -> Proc:
+        self._seq += 1
+        kind = "exec" if xid else "create"
+        tty = bool(process.get("terminal")) if xid else self.tty
+        info, fds = work.in_fork(work.make_process, self.opts, kind, tty, stdin,
+                                 xid or str(self._seq), process, not xid,
+                                 after=None if xid else self._created_state)
+        proc, self._next_init = self._next_init, None
+        if xid or proc is None:
+            proc = Proc(self, xid, tty, stdin_once, stdin)
+        n = len(info["fds"])
+        proc.adopt(info["pid"], info["fds"], fds[:n])
+        self.pids[proc.pid] = proc
+        if not xid:
+            self.oom = OomWatch(info.get("oom"), fds[n:])
+            if self.oom.fd >= 0:
+                self.loop.watch(self.oom.fd, EPOLLIN, self._on_oom)
+        return proc
 
-    def _run_runtime(self, proc: Proc, stdin: bool, call) -> int:
-        """Open ``proc``'s stdio, make the runtime call with it, return the new pid."""
-        stdio = proc.open_stdio(stdin, self.devnull())
-        console = path = None
-        try:
-            if proc.tty:
-                console, path = self._console()
-            pid_file = call(stdio, path)
-            proc.close_child_fds()
-            if console is not None:
-                proc.set_master(self._receive_master(console))
-            pid = _read_pid(pid_file)
-        except BaseException:
-            proc.abort()
-            raise
-        finally:
-            if console is not None:
-                console.close()
-                _unlink(path)
-        proc.begin(pid)
-        self.pids[pid] = proc
-        return pid
+    def _created_state(self, res: dict) -> None:
+        """(In the worker, on its copy of the shim) the files of a just-created container,
+        and the launcher's reply when nothing more is to be done before it."""
+        self.status = "created"
+        self._state_pid = res["pid"]
+        atomic.write_text(os.path.join(self.run_dir, "shim.pid"), f"{self.shim_pid}\n",
+                          sync=False)
+        self._write_state()
+        if not self.opts.start:
+            self._report_ok(res["pid"])
+
+    def _started_state(self, res: dict) -> None:
+        """(In the worker) the state of a just-started container, and the launcher's reply."""
+        res["started_at"] = self.init.started_at = time.time_ns()
+        self.status = "running"
+        self._write_state()
+        self._report_ok(self.init.pid)
+
+    def _report_ok(self, init_pid: int) -> None:
+        fd = self.report_fd
+        if fd >= 0:
+            self.report_fd = -1
+            data = proto.frame(proto.REPLY, fastjson.dumps(
+                {"ok": {"pid": self.shim_pid, "init_pid": init_pid, "socket": self.sock_path}}))
+            try:
+                os.write(fd, data)
+            except OSError:
+                pass
+            os.close(fd)
 
     def _create_init(self) -> Proc:
-        opts = self.opts
-        proc = Proc(self, "", self.tty, opts.stdin_once)
+        proc = self._make_proc("", self.opts.stdin, self.opts.stdin_once)
         proc.log = self.log
-        pid_file = os.path.join(self.run_dir, "init.pid")
-
-        def call(stdio, console):
-            _unlink(pid_file)
-            self.rt.create(opts.id, opts.bundle, pid_file, stdio, console)
-            return pid_file
-
-        try:
-            self._run_runtime(proc, opts.stdin, call)
-        except BaseException:
-            self._force_delete()
-            raise
         self.status = "created"
-        self.oom = OomWatch(proc.pid)
-        if self.oom.fd >= 0:
-            self.loop.watch(self.oom.fd, EPOLLIN, self._on_oom)
         return proc
 
     def _force_delete(self) -> None:
         try:
-            self.rt.delete(self.opts.id, force=True)
+            self._runtime("delete", True)
         except RuntimeFailed:
             pass
 
@@ -434,16 +416,15 @@ class Shim:
         if self.status != "created" or proc is None or proc.done:
             raise Conflict(f"container {self.opts.id} is {self.status}, not created")
         try:
-            self.rt.start(self.opts.id)
+            res = self._runtime("start", after=self._started_state)
         except RuntimeFailed as e:
             # The init never ran the command: no restart, it is stopped with this error.
             self.error = str(e)
             self.restart.cancel()
             self._kill(proc, SIGKILL)
             raise
-        proc.started_at = time.time_ns()
+        proc.started_at = res["started_at"]
         self.status = "running"
-        self._write_state()
         self._broadcast({"event": "start", "pid": proc.pid,
                          "restart_count": self.restart.restart_count,
                          "started_at": proc.started_at})
@@ -537,9 +518,9 @@ class Shim:
             self._broadcast({"event": "oom"})
         self._oom_sent = False
         try:
-            self.rt.delete(self.opts.id)
+            self._runtime("delete_quietly")
         except RuntimeFailed:
-            self._force_delete()
+            pass
         info = proc.exit_info()
         info["oom_killed"] = oom
         if self.error:
@@ -624,10 +605,11 @@ class Shim:
         for x, e in self.execs.items():
             execs[x] = {"pid": e.pid, "running": not e.done, "exit_code": e.exit_code,
                         "signal": e.signal, "tty": e.tty}
+        pid = self._state_pid or (p.pid if p is not None and not p.reaped
+                                  and self.status != "stopped" else 0)
         return {
-            "id": self.opts.id, "status": self.status,
-            "pid": p.pid if p is not None and not p.reaped and self.status != "stopped" else 0,
-            "shim_pid": os.getpid(), "tty": self.tty,
+            "id": self.opts.id, "status": self.status, "pid": pid,
+            "shim_pid": self.shim_pid, "tty": self.tty,
             "started_at": p.started_at if p is not None else 0,
             "restart_count": self.restart.restart_count,
             "restart_policy": self.restart.policy + (f":{self.restart.max_retries}"
@@ -839,21 +821,8 @@ class Shim:
             raise BadRequest("attach must be an object")
         if attach is not None and c.attach is not None:
             raise Conflict("this connection is attached already")
-        proc = Proc(self, xid, bool(process.get("terminal")), True)
-        spec = os.path.join(self.run_dir, f"exec-{xid}.json")
-        pid_file = os.path.join(self.run_dir, f"exec-{xid}.pid")
-        atomic.write_text(spec, fastjson.dumps(process), 0o600, sync=False)
-
-        def call(stdio, console):
-            _unlink(pid_file)
-            self.rt.exec(self.opts.id, spec, pid_file, stdio, console)
-            return pid_file
-
-        try:
-            pid = self._run_runtime(proc, bool(msg.get("stdin")), call)
-        finally:
-            _unlink(spec)
-            _unlink(pid_file)
+        proc = self._make_proc(xid, bool(msg.get("stdin")), True, process)
+        pid = proc.pid
         proc.started_at = time.time_ns()
         self.execs[xid] = proc
         if attach is not None:
@@ -875,7 +844,7 @@ class Shim:
             raise Conflict(f"container {self.opts.id} is not running" if is_init
                            else f"exec {p.id} is not running")
         if is_init and msg.get("all"):
-            self.rt.kill(self.opts.id, sig, all=True)
+            self._runtime("kill", sig, True)
         else:
             self._kill(p, sig)
         if is_init and msg.get("stop") and self.status == "paused":
@@ -906,7 +875,7 @@ class Shim:
 
     def _resume_for_kill(self) -> None:
         try:
-            self.rt.resume(self.opts.id)
+            self._runtime("resume")
         except RuntimeFailed:
             pass
         self.status = "running"
@@ -942,7 +911,7 @@ class Shim:
     def op_pause(self, c, rid, msg):
         if self.status != "running":
             raise Conflict(f"container {self.opts.id} is not running")
-        self.rt.pause(self.opts.id)
+        self._runtime("pause")
         self.status = "paused"
         self._write_state()
         self._broadcast({"event": "paused"})
@@ -951,7 +920,7 @@ class Shim:
     def op_resume(self, c, rid, msg):
         if self.status != "paused":
             raise Conflict(f"container {self.opts.id} is not paused")
-        self.rt.resume(self.opts.id)
+        self._runtime("resume")
         self.status = "running"
         self._write_state()
         self._broadcast({"event": "resumed"})
@@ -1020,17 +989,6 @@ def _signal_arg(value) -> int:
 def _valid_exec_id(xid: str) -> bool:
     return 0 < len(xid) <= 128 and all(ch.isalnum() or ch in "-_." for ch in xid) \
         and xid[0] != "."
-
-
-def _read_pid(path: str) -> int:
-    try:
-        with open(path) as f:
-            text = f.read().strip()
-    except OSError as e:
-        raise RuntimeFailed(f"the runtime wrote no pid file {path}: {e.strerror}") from None
-    if not text.isdigit():
-        raise RuntimeFailed(f"the runtime's pid file {path} holds {text!r}")
-    return int(text)
 
 
 def _unlink(path: str) -> None:
