@@ -15,6 +15,10 @@ from berth.shim import client
 
 
 def _berth_runtime() -> str | None:
+    # BERTH_TEST_RUNTIME names another build of berth-runtime (e.g. a branch not merged yet).
+    other = os.environ.get("BERTH_TEST_RUNTIME")
+    if other:
+        return other if os.access(other, os.X_OK) else None
     exe = Path(__file__).resolve().parents[2] / ".venv/bin/berth-runtime"
     if importlib.util.find_spec("berth.runtime.cli") is None or not exe.exists():
         return None
