@@ -64,7 +64,7 @@ from .loop import Loop
 from .oom import OomWatch
 from .process import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, LOW_WATER, Proc
 from .restart import RestartManager, parse_policy
-from .runtime import RuntimeFailed
+from .runtime import RuntimeFailed, which
 
 __all__ = ["Conn", "Shim", "error_kind"]
 
@@ -281,6 +281,7 @@ class Shim:
                 raise InvalidArgument(f"cannot open log {opts.log}: {e.strerror}") from None
         for name in ("state.json", "init.pid"):
             _unlink(os.path.join(self.run_dir, name))
+        opts.runtime = which(opts.runtime)  # once, here, not in every worker
         self.tty = work.bundle_terminal(opts.bundle)
         self._next_init = Proc(self, "", self.tty, opts.stdin_once, opts.stdin)
         try:

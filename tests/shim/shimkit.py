@@ -75,6 +75,11 @@ class Env:
     def cleanup(self) -> None:
         for cid in self.ids:
             run_dir = self.short / cid[-12:]
+            # Shown by pytest only when the test failed: what the shim said about itself.
+            for name in ("shim.log", "state.json"):
+                p = run_dir / name
+                if p.exists() and p.stat().st_size:
+                    print(f"--- {p}\n{p.read_text(errors='replace')[-4000:]}")
             st = client.read_state(str(run_dir)) or {}
             pid = st.get("shim_pid")
             if pid and st.get("status") != "stopped" and _alive(pid):
