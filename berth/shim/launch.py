@@ -26,7 +26,7 @@ import sys
 
 from berth import fastjson
 from berth.errors import BerthError
-from berth.linux.prctl import set_name
+from berth.linux.prctl_lite import set_name
 
 from . import proto
 
@@ -167,7 +167,7 @@ def zygote(argv: list[str]) -> int:
     import select
     import termios  # noqa: F401
 
-    from berth.linux import prctl  # noqa: F401
+    from berth.linux import prctl_lite  # noqa: F401
 
     # Everything a shim imports, imported once here so that every shim shares it.
     from . import config, jsonlog, oom, process, restart, runtime, server, work  # noqa: F401

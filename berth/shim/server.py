@@ -56,7 +56,7 @@ import time
 
 from berth import atomic, fastjson
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound
-from berth.linux.prctl import set_child_subreaper
+from berth.linux.prctl_lite import set_child_subreaper
 
 from . import proto, work
 from .jsonlog import JsonLog
@@ -348,7 +348,10 @@ class Shim:
 
     def _runtime(self, op: str, *args, after=None) -> dict:
         return work.in_fork(work.runtime_call, self.opts, op, self.opts.id, *args,
-                            after=after)[0]
+                            after=after, keep=self._report_keep())[0]
+
+    def _report_keep(self) -> tuple[int, ...]:
+        return (self.report_fd,) if self.report_fd >= 0 else ()
 
     def _make_proc(self, xid: str, stdin: bool, stdin_once: bool,
                    process: dict | None = None) -> Proc:
@@ -357,7 +360,8 @@ class Shim:
         tty = bool(process.get("terminal")) if xid else self.tty
         info, fds = work.in_fork(work.make_process, self.opts, kind, tty, stdin,
                                  xid or str(self._seq), process, not xid,
-                                 after=None if xid else self._created_state)
+                                 after=None if xid else self._created_state,
+                                 keep=self._report_keep())
         proc, self._next_init = self._next_init, None
         if xid or proc is None:
             proc = Proc(self, xid, tty, stdin_once, stdin)

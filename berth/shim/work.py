@@ -38,18 +38,21 @@ class WorkFailed(FailedPrecondition):
     pass
 
 
-def in_fork(fn, *args, after=None, timeout: float = TIMEOUT) -> tuple[dict, list[int]]:
+def in_fork(fn, *args, after=None, keep: tuple[int, ...] = (),
+            timeout: float = TIMEOUT) -> tuple[dict, list[int]]:
     """Run ``fn(*args)`` (returning ``(dict, [fds])``) in a fork; its result here.
 
     ``after(result)``, if given, runs in the fork too once ``fn`` succeeded (the shim uses it
     to write the state it is about to enter, so that it does not run that code itself) and may
-    add to the result. A BerthError raised in the fork is raised here again, of the same kind
+    add to the result. The fork closes every inherited fd but its stdio and ``keep``: a
+    client's socket or a container's pipe must not stay open in it after the shim closed its
+    own copy. A BerthError raised in the fork is raised here again, of the same kind
     (RuntimeFailed keeps its class, for callers that tell runtime refusals apart).
     """
     a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:
-        _worker(a, b, fn, args, after)
+        _worker(a, b, fn, args, after, keep)
     b.close()
     # Not waited for: tearing down a fork's address space takes a millisecond or two, and the
     # shim's reaper collects it like any other child.
@@ -64,12 +67,18 @@ def in_fork(fn, *args, after=None, timeout: float = TIMEOUT) -> tuple[dict, list
     return msg.get("ok") or {}, fds
 
 
-def _worker(a, b, fn, args, after) -> None:
+def _worker(a, b, fn, args, after, keep) -> None:
     code = 0
     try:
         a.close()
         _signal.set_wakeup_fd(-1)
         _signal.signal(17, _signal.SIG_DFL)
+        low = 3
+        for fd in sorted({b.fileno(), *keep}):
+            if fd >= low:
+                os.closerange(low, fd)
+                low = fd + 1
+        os.closerange(low, 1 << 20)
         fds: list[int] = []
         try:
             res, fds = fn(*args)

@@ -1,8 +1,9 @@
-"""prctl(2) for the hot paths, through ``_ctypes`` alone.
+"""prctl(2) for the hot paths, through ``_ctypes`` alone (``berth.linux.prctl`` is the full one).
 
-The shim needs one prctl (PR_SET_CHILD_SUBREAPER) on every start; ``import ctypes`` costs
-~5 ms there, its C core ``_ctypes`` ~1 ms. This module therefore calls libc's ``prctl`` by
-address with integer arguments only, and keeps out of ``_libc`` (which loads all of ctypes).
+The shim needs two prctls (PR_SET_CHILD_SUBREAPER, PR_SET_NAME) on every start; ``import
+ctypes`` costs ~5 ms there, its C core ``_ctypes`` ~1 ms. This module therefore calls libc's
+``prctl`` by address with integer and bytes arguments only, and keeps out of ``_libc`` (which
+loads all of ctypes).
 ``_ctypes.call_function`` does not capture errno, so a failure raises OSError(EINVAL) naming
 the option: every option used here fails only for a bad argument.
 """
