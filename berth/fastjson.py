@@ -48,13 +48,26 @@ def loads(text: str | bytes) -> object:
         value, end = _scan(text, i)
     except StopIteration as e:
         raise JSONDecodeError(f"expecting a value at offset {e.value}") from None
-    except ValueError as e:  # _json raises json.decoder.JSONDecodeError only if json is loaded
-        raise JSONDecodeError(str(e)) from None
+    except (ValueError, SystemError):
+        # _json reports errors through json.decoder.JSONDecodeError, looked up in sys.modules
+        # only: without the json package loaded it raises SystemError. An error path may be
+        # slow, so let the stdlib parse again for its exact message.
+        raise JSONDecodeError(_stdlib_error(text)) from None
     while end < n and text[end] in _WS:
         end += 1
     if end != n:
         raise JSONDecodeError(f"extra data at offset {end}")
     return value
+
+
+def _stdlib_error(text: str) -> str:
+    import json
+
+    try:
+        json.loads(text)
+    except ValueError as e:
+        return str(e)
+    return "invalid JSON"
 
 
 def _no_default(o: object) -> object:

@@ -7,27 +7,59 @@ scripts/install.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
 work=$(mktemp -d /tmp/berth-quickstart.XXXXXX)
-cleanup() { berth-runtime delete --force quickstart >/dev/null 2>&1 || true; rm -rf "$work"; }
+root="$work/state"
+cg="berth-quickstart-$$"
+cleanup() {
+    berth-runtime --root "$root" delete --force quickstart >/dev/null 2>&1 || true
+    # the per-run cgroup parent made for the container's own cgroup
+    find /sys/fs/cgroup -depth -type d -name "$cg" -exec rmdir {} \; 2>/dev/null || true
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
 scripts/busybox-rootfs.sh "$work/rootfs"
 cd "$work"
 berth-runtime spec
-python3 - config.json <<'PY'
+python3 - config.json "$cg" <<'PY'
 import json, sys
 p = sys.argv[1]
 c = json.load(open(p))
 c["process"]["terminal"] = False
 c["process"]["args"] = ["/bin/sh", "-c",
     "echo \"hostname:  $(hostname)\"; echo \"pid 1:     $(cat /proc/1/cmdline | tr '\\0' ' ')\";"
-    "echo \"processes: $(ls -d /proc/[0-9]* | wc -l) visible\"; echo \"root:      $(ls /)\";"
+    "echo \"processes: $(ls -d /proc/[0-9]* | wc -l) visible\"; echo \"root:      $(echo $(ls /))\";"
     "echo \"memory:    $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null ||"
     " cat /sys/fs/cgroup/memory.max) bytes\"; echo \"pids max:  $(cat /sys/fs/cgroup/pids/pids.max"
     " 2>/dev/null || cat /sys/fs/cgroup/pids.max)\""]
 c["hostname"] = "berth-quickstart"
+c["root"]["readonly"] = True
+c["process"]["rlimits"] = []
+c["linux"]["cgroupsPath"] = sys.argv[2] + "/quickstart"
 c.setdefault("linux", {})["resources"] = {"memory": {"limit": 64 * 1024 * 1024},
                                           "pids": {"limit": 32}}
 json.dump(c, open(p, "w"), indent=2)
 PY
 echo "berth-runtime run quickstart (busybox, 64 MiB memory limit, 32 pids):"
-berth-runtime run quickstart
+berth-runtime --root "$root" run quickstart
+
+# --- issue 3: berthd, the busybox image, `berth images` -----------------------------------
+# A private berthd (own root, run dir and socket under $work), ended by its pid on exit.
+bd="$work/berthd"
+mkdir -p "$bd"
+berthd_pid=""
+cleanup_berthd() {
+    if [ -n "$berthd_pid" ]; then
+        kill "$berthd_pid" 2>/dev/null || true
+        wait "$berthd_pid" 2>/dev/null || true
+    fi
+}
+trap 'cleanup_berthd; cleanup' EXIT
+berthd --root "$bd/root" --run "$bd/run" -H "unix://$bd/berth.sock" 2>"$bd/berthd.log" &
+berthd_pid=$!
+export BERTH_HOST="unix://$bd/berth.sock"
+for _ in $(seq 100); do berth version >/dev/null 2>&1 && break; sleep 0.1; done
+tar -C "$work/rootfs" -cf "$work/busybox.tar" .
+echo
+echo "berthd (pid $berthd_pid): berth import busybox, then berth images:"
+berth import -c 'CMD ["sh"]' "$work/busybox.tar" busybox:latest
+berth images

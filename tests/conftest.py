@@ -111,3 +111,124 @@ def dockerd(tmp_path_factory, busybox_tar):
         yield d
     finally:
         d.stop()
+
+
+# --- berthd (issue 3): a private berthd for API/CLI tests ----------------------------------
+
+class Berthd:
+    """A private berthd on its own temp root, run dir and socket; ended by its pid.
+
+    ``berth(...)`` runs the berth CLI against it, ``docker(...)`` the real docker CLI
+    (``docker -H unix://...``), ``client()`` gives a docker-py ``DockerClient``. Both CLI helpers
+    return a CompletedProcess with text output; ``check=True`` raises with stderr shown.
+    """
+
+    def __init__(self, base: Path, extra_args: tuple[str, ...] = ()):
+        self.base = base
+        self.root = base / "root"
+        self.run = base / "run"
+        self.sock = base / "berth.sock"
+        self.host = f"unix://{self.sock}"
+        self.log_path = base / "berthd.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(REPO / ".venv/bin/berthd"), "--root", str(self.root), "--run", str(self.run),
+             "-H", self.host, *extra_args],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self._clients: list = []
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        import socket
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"berthd exited: {self.log_path.read_text()}")
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(str(self.sock))
+                    s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                    if s.recv(64).startswith(b"HTTP/1.1 200"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("berthd did not become ready")
+
+    def berth(self, *args: str, check: bool = True, input=None, timeout: float = 120,
+              **kw) -> subprocess.CompletedProcess:
+        return self._run([str(REPO / ".venv/bin/berth"), "-H", self.host, *args], check, input,
+                         timeout, **kw)
+
+    def docker(self, *args: str, check: bool = True, input=None, timeout: float = 120,
+               **kw) -> subprocess.CompletedProcess:
+        return self._run(["docker", "-H", self.host, *args], check, input, timeout, **kw)
+
+    @staticmethod
+    def _run(cmd, check, input, timeout, **kw):
+        binary_in = isinstance(input, bytes)
+        r = subprocess.run(cmd, capture_output=True, input=input, timeout=timeout,
+                           text=not binary_in, **kw)
+        if binary_in and not kw.get("stdout"):
+            r.stdout = r.stdout.decode(errors="replace")
+            r.stderr = r.stderr.decode(errors="replace")
+        if check and r.returncode != 0:
+            raise AssertionError(f"{cmd[3:]} exited {r.returncode}: {r.stderr}")
+        return r
+
+    def client(self):
+        import docker
+
+        c = docker.DockerClient(base_url=self.host, timeout=120)
+        self._clients.append(c)
+        return c
+
+    def stop(self) -> None:
+        for c in self._clients:
+            c.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+            mnt = line.split()[4]
+            if mnt.startswith(str(self.base)):
+                subprocess.run(["umount", "-l", mnt], check=False)
+        sys_out = self.log_path.read_text(errors="replace")
+        print(f"--- berthd log ({self.base}) ---\n{sys_out[-20000:]}")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _start_berthd(extra_args: tuple[str, ...] = ()) -> Berthd:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: berthd runs as root")
+    import tempfile
+
+    # A short path: the socket path must fit in sun_path (108 bytes).
+    return Berthd(Path(tempfile.mkdtemp(prefix="berth-d-")), extra_args)
+
+
+@pytest.fixture
+def berthd():
+    """A fresh private berthd for this test (own root, run dir, socket)."""
+    d = _start_berthd()
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+@pytest.fixture(scope="session")
+def berthd_session():
+    """One berthd shared by a session's read-mostly tests: do not leave images behind."""
+    d = _start_berthd()
+    try:
+        yield d
+    finally:
+        d.stop()

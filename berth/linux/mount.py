@@ -55,3 +55,34 @@ def umount2(target: str, flags: int = 0) -> None:
 def pivot_root(new_root: str, put_old: str) -> None:
     if libc.syscall(sysno("pivot_root"), fsencode(new_root), fsencode(put_old)) != 0:
         raise fail("pivot_root", new_root)
+
+
+# mount_setattr(2) (uapi/linux/mount.h)
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_IDMAP = 0x100000
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+AT_SYMLINK_NOFOLLOW = 0x100
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(dfd: int, path: str, flags: int, attr_set: int = 0, attr_clr: int = 0,
+                  propagation: int = 0, userns_fd: int = 0) -> None:
+    attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
+    if libc.syscall(sysno("mount_setattr"), ctypes.c_int(dfd), fsencode(path),
+                    ctypes.c_uint(flags), ctypes.byref(attr),
+                    ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
+        raise fail("mount_setattr", path or None)

@@ -55,3 +55,20 @@ def test_import_is_light():
     ).stderr
     imported = {line.split("|")[-1].strip() for line in out.splitlines()[1:]}
     assert "re" not in imported and "json" not in imported
+
+
+def test_errors_without_stdlib_json_loaded():
+    # _json looks its error class up in sys.modules; in a fresh process json is not there.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom berth import fastjson\nassert 'json' not in sys.modules\n"
+        "for bad in ['{not json', '[1, 2', '\"abc', '{\"a\" 1}']:\n"
+        "    try:\n        fastjson.loads(bad)\n    except fastjson.JSONDecodeError as e:\n"
+        "        print(e)\n    else:\n        raise SystemExit('accepted ' + bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 4 and all("line 1 column" in line for line in lines)

@@ -1,0 +1,5 @@
+import sys
+
+from berth.distribution.server.main import main
+
+sys.exit(main())

@@ -1,0 +1,274 @@
+"""Name resolution for user-defined networks: a DNS server on each network's gateway address.
+
+Design (see docs/ARCHITECTURE.md, "Network"): instead of Docker's embedded server at 127.0.0.11
+inside every container's namespace (a socket and NAT rules per container), berthd answers on
+``<gateway>:53`` of each user-defined network, one UDP and one TCP socket per network, in one
+thread with its own event loop. Containers of such a network get ``nameserver <gateway>``.
+
+Who asks decides what is visible: a query is answered only when its source address is an
+endpoint of the network whose gateway it was sent to; the names visible are those of every
+network that endpoint's container is attached to (as Docker's per-container resolver). Names of
+other networks are not resolved — they fall through upstream like any unknown name, exactly as
+in Docker. Unknown names go to the container's ``--dns`` servers, or the host's resolv.conf
+servers, from the host's namespace; internal networks never forward (no way out).
+
+The codec is sans-IO (``parse_query``, ``answer``); ``DnsServer`` adds the sockets.
+"""
+
+import asyncio
+import socket
+import struct
+import threading
+from collections.abc import Callable
+
+QTYPE_A = 1
+QTYPE_PTR = 12
+QTYPE_AAAA = 28
+QCLASS_IN = 1
+RCODE_OK = 0
+RCODE_FORMERR = 1
+RCODE_SERVFAIL = 2
+RCODE_NXDOMAIN = 3
+RCODE_REFUSED = 5
+TTL = 600  # as Docker's embedded server
+
+_HDR = struct.Struct("!HHHHHH")
+
+
+class Query:
+    __slots__ = ("id", "flags", "name", "qtype", "qclass", "question")
+
+    def __init__(self, qid: int, flags: int, name: str, qtype: int, qclass: int,
+                 question: bytes) -> None:
+        self.id, self.flags, self.name = qid, flags, name
+        self.qtype, self.qclass, self.question = qtype, qclass, question
+
+
+def parse_query(msg: bytes) -> Query | None:
+    """The first question of a query; None if ``msg`` is not a well-formed query."""
+    if len(msg) < 12:
+        return None
+    qid, flags, qd, _, _, _ = _HDR.unpack_from(msg)
+    if flags & 0x8000 or qd < 1 or (flags >> 11) & 0xF != 0:
+        return None
+    off = 12
+    labels = []
+    while True:
+        if off >= len(msg):
+            return None
+        n = msg[off]
+        if n == 0:
+            off += 1
+            break
+        if n > 63 or off + 1 + n > len(msg):
+            return None  # compression pointers never appear in a query's first name
+        labels.append(msg[off + 1:off + 1 + n].decode("ascii", "replace"))
+        off += 1 + n
+    if off + 4 > len(msg):
+        return None
+    qtype, qclass = struct.unpack_from("!HH", msg, off)
+    return Query(qid, flags, ".".join(labels).lower(), qtype, qclass, msg[12:off + 4])
+
+
+def answer(q: Query, rcode: int, addrs: list[str] = (), ptr: str | None = None) -> bytes:
+    """A response to ``q``: A records for ``addrs`` (or one PTR) pointing at the question."""
+    rd = q.flags & 0x0100
+    flags = 0x8000 | 0x0400 | rd | 0x0080 | rcode  # QR, AA, RD copied, RA
+    body = b""
+    count = 0
+    if q.qtype == QTYPE_A:
+        for a in addrs:
+            body += struct.pack("!HHHIH", 0xC00C, QTYPE_A, QCLASS_IN, TTL, 4) + socket.inet_aton(a)
+            count += 1
+    elif q.qtype == QTYPE_PTR and ptr:
+        name = b"".join(bytes([len(p)]) + p.encode() for p in ptr.split(".") if p) + b"\0"
+        body += struct.pack("!HHHIH", 0xC00C, QTYPE_PTR, QCLASS_IN, TTL, len(name)) + name
+        count = 1
+    return _HDR.pack(q.id, flags, 1, count, 0, 0) + q.question + body
+
+
+def error_reply(msg: bytes, rcode: int) -> bytes | None:
+    """A bare error answer for a query we could not parse (FORMERR), when it has a header."""
+    if len(msg) < 12:
+        return None
+    qid, flags, _, _, _, _ = _HDR.unpack_from(msg)
+    if flags & 0x8000:
+        return None
+    return _HDR.pack(qid, 0x8000 | (flags & 0x0100) | 0x0080 | rcode, 0, 0, 0, 0)
+
+
+def ptr_to_ip(name: str) -> str | None:
+    if not name.endswith(".in-addr.arpa"):
+        return None
+    parts = name[: -len(".in-addr.arpa")].split(".")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        return None
+    return ".".join(reversed(parts))
+
+
+def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                w = line.split()
+                if len(w) >= 2 and w[0] == "nameserver":
+                    out.append(w[1])
+    except OSError:
+        pass
+    return out
+
+
+class Answer:
+    """What a lookup decided: ``addrs`` or ``ptr`` to answer, or ``upstream`` to forward to;
+    ``refuse`` when the asker is not an endpoint of the network it asked."""
+
+    __slots__ = ("addrs", "ptr", "upstream", "refuse")
+
+    def __init__(self, addrs: list[str] | None = None, ptr: str | None = None,
+                 upstream: list[str] | None = None, refuse: bool = False) -> None:
+        self.addrs, self.ptr, self.upstream, self.refuse = addrs, ptr, upstream, refuse
+
+
+#: lookup(server_ip, client_ip, qname, qtype) -> Answer
+Lookup = Callable[[str, str, str, int], Answer]
+
+
+def decide(q: Query, a: Answer) -> bytes | None:
+    """The reply when ``a`` settles it locally; None means forward upstream."""
+    if a.refuse:
+        return answer(q, RCODE_REFUSED)
+    if a.addrs is not None:
+        # A known name: A records for A queries, an empty NOERROR for the rest (AAAA...), so that
+        # a resolver does not go on to search domains or upstream for it.
+        return answer(q, RCODE_OK, a.addrs)
+    if a.ptr is not None:
+        return answer(q, RCODE_OK, ptr=a.ptr)
+    if not a.upstream:
+        return answer(q, RCODE_SERVFAIL)
+    return None
+
+
+async def _forward_udp(msg: bytes, servers: list[str], timeout: float) -> bytes | None:
+    loop = asyncio.get_running_loop()
+    for server in servers:
+        host, _, port = server.partition("#")  # "ip#port": tests point this at a loopback fake
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        s.setblocking(False)
+        try:
+            await loop.sock_connect(s, (host, int(port or 53)))
+            await loop.sock_sendall(s, msg)
+            reply = await asyncio.wait_for(loop.sock_recv(s, 65535), timeout)
+            if len(reply) >= 2 and reply[:2] == msg[:2]:
+                return reply
+        except (TimeoutError, OSError):
+            continue
+        finally:
+            s.close()
+    return None
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: "DnsServer", ip: str) -> None:
+        self.server, self.ip = server, ip
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        reply = self.server.handle_local(self.ip, addr[0], data)
+        if reply is not None:
+            self.transport.sendto(reply, addr)
+        elif parse_query(data) is not None:
+            asyncio.ensure_future(self._forward(data, addr))
+
+    async def _forward(self, data: bytes, addr) -> None:
+        q = parse_query(data)
+        a = self.server.lookup(self.ip, addr[0], q.name, q.qtype)
+        reply = await _forward_udp(data, a.upstream or [], self.server.timeout)
+        if reply is None:
+            reply = answer(q, RCODE_SERVFAIL)
+        self.transport.sendto(reply, addr)
+
+
+class DnsServer:
+    """Serves ``lookup`` on each bound address (UDP and TCP port ``port``) in its own thread."""
+
+    def __init__(self, lookup: Lookup, *, port: int = 53, timeout: float = 2.0) -> None:
+        self.lookup = lookup
+        self.port = port
+        self.timeout = timeout
+        self.loop = asyncio.new_event_loop()
+        self.bound: dict[str, tuple[object, object]] = {}
+        self.thread = threading.Thread(target=self.loop.run_forever, name="berth-dns",
+                                       daemon=True)
+        self.thread.start()
+
+    def handle_local(self, server_ip: str, client_ip: str, data: bytes) -> bytes | None:
+        q = parse_query(data)
+        if q is None:
+            return error_reply(data, RCODE_FORMERR)
+        if q.qclass != QCLASS_IN:
+            return answer(q, RCODE_REFUSED)
+        return decide(q, self.lookup(server_ip, client_ip, q.name, q.qtype))
+
+    async def _tcp_client(self, ip: str, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")[0]
+        try:
+            while True:
+                n = struct.unpack("!H", await reader.readexactly(2))[0]
+                data = await reader.readexactly(n)
+                reply = self.handle_local(ip, peer, data)
+                if reply is None:
+                    q = parse_query(data)
+                    a = self.lookup(ip, peer, q.name, q.qtype)
+                    reply = await _forward_udp(data, a.upstream or [], self.timeout)
+                    reply = reply or answer(q, RCODE_SERVFAIL)
+                writer.write(struct.pack("!H", len(reply)) + reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _bind(self, ip: str) -> None:
+        loop = asyncio.get_running_loop()
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND: the bridge may still be coming up
+        s.bind((ip, self.port))
+        udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self, ip), sock=s)
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        t.setsockopt(socket.IPPROTO_IP, 15, 1)
+        try:
+            t.bind((ip, self.port))
+        except OSError:
+            udp.close()
+            t.close()
+            raise
+        tcp = await asyncio.start_server(lambda r, w: self._tcp_client(ip, r, w), sock=t)
+        self.bound[ip] = (udp, tcp)
+
+    async def _unbind(self, ip: str) -> None:
+        pair = self.bound.pop(ip, None)
+        if pair:
+            udp, tcp = pair
+            udp.close()
+            tcp.close()
+
+    def bind(self, ip: str) -> None:
+        """Serve on ``ip`` (idempotent); OSError if the address cannot be bound."""
+        if ip not in self.bound:
+            asyncio.run_coroutine_threadsafe(self._bind(ip), self.loop).result(5)
+
+    def unbind(self, ip: str) -> None:
+        asyncio.run_coroutine_threadsafe(self._unbind(ip), self.loop).result(5)
+
+    def close(self) -> None:
+        for ip in list(self.bound):
+            self.unbind(ip)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()

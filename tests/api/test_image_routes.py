@@ -1,0 +1,82 @@
+"""Image routes as a table: (method, path, body, status, content type, message) on a real
+berthd with busybox imported."""
+
+import http.client
+import json
+import socket
+
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.interop]
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("localhost", timeout=30)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(self.path)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory, busybox_tar):
+    from tests.conftest import _start_berthd
+
+    d = _start_berthd()
+    try:
+        d.docker("import", str(busybox_tar), "busybox:latest")
+        yield d
+    finally:
+        d.stop()
+
+
+ROWS = [
+    ("GET", "/v1.41/images/json", b"", 200, "application/json", None),
+    ("GET", "/images/json", b"", 200, "application/json", None),
+    ("GET", "/v1.41/images/busybox/json", b"", 200, "application/json", None),
+    ("GET", "/v1.41/images/docker.io/library/busybox:latest/json", b"", 200,
+     "application/json", None),
+    ("GET", "/v1.41/images/nosuch/json", b"", 404, "application/json",
+     "no such image: nosuch:latest"),
+    ("GET", "/v1.41/images/Bad/json", b"", 400, "application/json", "must be lowercase"),
+    ("GET", "/v1.41/images/busybox/history", b"", 200, "application/json", None),
+    ("DELETE", "/v1.41/images/nosuch", b"", 404, "application/json", "no such image"),
+    ("POST", "/v1.41/images/busybox/tag?repo=Bad&tag=1", b"", 400, "application/json",
+     "must be lowercase"),
+    ("POST", "/v1.41/images/busybox/tag?repo=ok&tag=bad%20tag", b"", 400, "application/json",
+     "invalid"),
+    ("POST", "/v1.41/images/nosuch/tag?repo=x", b"", 404, "application/json", "no such image"),
+    ("GET", '/v1.41/images/json?filters={"bogus":["x"]}', b"", 400, "application/json",
+     "invalid filter 'bogus'"),
+    ("GET", '/v1.41/images/json?filters={"dangling":["maybe"]}', b"", 400,
+     "application/json", "invalid filter"),
+    ("GET", "/v1.41/images/json?filters=notjson", b"", 400, "application/json",
+     "invalid filters"),
+    ("POST", "/v1.41/images/create?fromSrc=http://example.invalid/x.tar", b"", 400,
+     "application/json", "only an uploaded archive"),
+    ("POST", "/v1.41/images/create?fromImage=127.0.0.1:1/busybox&tag=latest", b"", 503,
+     "application/json", "is not reachable"),
+    ("GET", "/v1.41/images/get?names=nosuch", b"", 404, "application/json", "no such image"),
+    ("GET", "/v1.41/images/get?names=busybox", b"", 200, "application/x-tar", None),
+    ("GET", "/v1.41/images/busybox/get", b"", 200, "application/x-tar", None),
+    ("POST", "/v1.41/images/load", b"garbage" * 200, 400, "application/json",
+     "invalid tar header"),
+    ("POST", "/v1.41/images/prune", b"", 200, "application/json", None),
+]
+
+
+@pytest.mark.parametrize("method,path,body,status,ctype,message", ROWS,
+                         ids=[f"{r[0]} {r[1]}" for r in ROWS])
+def test_image_route(daemon, method, path, body, status, ctype, message):
+    c = UnixHTTP(str(daemon.sock))
+    c.request(method, path, body=body or None)
+    r = c.getresponse()
+    data = r.read()
+    assert r.status == status, data
+    assert r.getheader("Content-Type") == ctype
+    assert r.getheader("Api-Version") == "1.41"
+    if message is not None:
+        assert message in json.loads(data)["message"]
+    c.close()
