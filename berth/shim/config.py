@@ -9,6 +9,7 @@
     --runtime BIN        OCI runtime with runc's command line (default runc)
     --runtime-root DIR   its --root
     --runtime-arg ARG    an extra global runtime argument (repeatable, e.g. --systemd-cgroup)
+    --runtime-exec       run berth-runtime as a command, not through its library in-process
     --stdin              give the container a stdin pipe (docker run -i)
     --stdin-once         close it when the first attached client's stdin ends
     --restart POLICY     no | always | unless-stopped | on-failure[:N]
@@ -19,6 +20,8 @@ Whether the container gets a terminal is read from the bundle (``process.termina
 place the runtime also reads it. Bad options raise InvalidArgument with one line naming the
 option; nothing is created before they are all valid.
 """
+
+import os
 
 from berth.errors import InvalidArgument
 
@@ -54,21 +57,25 @@ def parse_size(text: str) -> int:
 class ShimOptions:
     __slots__ = ("bundle", "id", "log", "log_max_file", "log_max_size", "restart",
                  "restart_count", "restart_max", "run_dir", "runtime", "runtime_args",
-                 "runtime_root", "start", "stdin", "stdin_once")
+                 "runtime_mode", "runtime_root", "start", "stdin", "stdin_once")
 
     def __init__(self, id: str, bundle: str, run_dir: str, *, log: str | None = None,
                  log_max_size: int = -1, log_max_file: int = 1, runtime: str = "runc",
                  runtime_root: str | None = None, runtime_args: tuple[str, ...] = (),
-                 stdin: bool = False, stdin_once: bool = False, restart: str = "no",
-                 restart_count: int = 0, start: bool = False) -> None:
+                 runtime_mode: str = "auto", stdin: bool = False, stdin_once: bool = False,
+                 restart: str = "no", restart_count: int = 0, start: bool = False) -> None:
+        # Absolute paths: the shim runs in / and its launcher may have been anywhere.
         self.id = id
-        self.bundle = bundle
-        self.run_dir = run_dir
-        self.log = log
+        self.bundle = os.path.abspath(bundle)
+        self.run_dir = os.path.abspath(run_dir)
+        self.log = os.path.abspath(log) if log else None
         self.log_max_size = log_max_size
         self.log_max_file = log_max_file
-        self.runtime = runtime
-        self.runtime_root = runtime_root
+        self.runtime = os.path.abspath(runtime) if "/" in runtime else runtime
+        self.runtime_root = os.path.abspath(runtime_root) if runtime_root else None
+        if runtime_mode not in ("auto", "exec"):
+            raise InvalidShimOption(f"invalid runtime mode: {runtime_mode!r}")
+        self.runtime_mode = runtime_mode
         self.runtime_args = tuple(runtime_args)
         self.stdin = stdin
         self.stdin_once = stdin_once
@@ -91,6 +98,8 @@ class ShimOptions:
             a += ["--runtime-root", self.runtime_root]
         for arg in self.runtime_args:
             a += ["--runtime-arg", arg]
+        if self.runtime_mode == "exec":
+            a.append("--runtime-exec")
         if self.stdin:
             a.append("--stdin")
         if self.stdin_once:
@@ -105,7 +114,8 @@ class ShimOptions:
         return a
 
 
-_FLAGS = {"--stdin": "stdin", "--stdin-once": "stdin_once", "--start": "start"}
+_FLAGS = {"--stdin": "stdin", "--stdin-once": "stdin_once", "--start": "start",
+          "--runtime-exec": "runtime_mode"}
 _VALUES = {"--id": "id", "--bundle": "bundle", "--run-dir": "run_dir", "--log": "log",
            "--log-max-size": "log_max_size", "--log-max-file": "log_max_file",
            "--runtime": "runtime", "--runtime-root": "runtime_root",
@@ -128,7 +138,7 @@ def parse_args(argv: list[str]) -> ShimOptions:
         if opt.startswith("--") and "=" in opt:
             opt, value = opt.split("=", 1)
         if opt in _FLAGS and value is None:
-            kw[_FLAGS[opt]] = True
+            kw[_FLAGS[opt]] = "exec" if opt == "--runtime-exec" else True
             i += 1
             continue
         if opt not in _VALUES:

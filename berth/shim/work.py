@@ -26,7 +26,7 @@ import select
 from berth import fastjson
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument, NotFound
 
-from .runtime import RuntimeCLI, RuntimeFailed
+from .runtime import RuntimeFailed, for_options
 
 __all__ = ["WorkFailed", "in_fork", "make_process", "runtime_call"]
 
@@ -150,9 +150,8 @@ def _rebuild(msg: dict) -> BerthError:
 # -- the work itself (runs in the fork) ---------------------------------------------------------
 
 
-def _runtime(opts) -> RuntimeCLI:
-    return RuntimeCLI(opts.runtime, opts.runtime_root, opts.runtime_args,
-                      log=os.path.join(opts.run_dir, "runtime.log"))
+def _runtime(opts):
+    return for_options(opts, os.path.join(opts.run_dir, "runtime.log"))
 
 
 def runtime_call(opts, op: str, *args) -> tuple[dict, list[int]]:

@@ -25,23 +25,27 @@ def _berth_runtime() -> str | None:
     return str(exe)
 
 
-@pytest.fixture(params=["runc", "berth-runtime"])
-def runtime(request) -> str:
+# One conformance run per way of driving an OCI runtime: Debian's runc as a command,
+# berth-runtime in-process (the shim's default for it) and berth-runtime as a command.
+@pytest.fixture(params=["runc", "berth-runtime", "berth-runtime-cli"])
+def runtime(request) -> tuple[str, str]:
     if os.geteuid() != 0:
         pytest.skip("needs root: the shim runs real containers")
     if request.param == "runc":
         if not shutil.which("runc"):
             pytest.skip("runc is not installed (apt-get install runc)")
-        return "runc"
+        return "runc", "auto"
     exe = _berth_runtime()
     if exe is None:
         pytest.skip("berth-runtime is not on this branch yet")
-    return exe
+    if os.environ.get("BERTH_TEST_RUNTIME") and request.param == "berth-runtime":
+        pytest.skip("another berth-runtime build runs as a command only")
+    return exe, "exec" if request.param == "berth-runtime-cli" else "auto"
 
 
 @pytest.fixture
 def env(runtime, rootfs_copy, tmp_path):
-    e = Env(tmp_path, rootfs_copy, runtime)
+    e = Env(tmp_path, rootfs_copy, *runtime)
     try:
         yield e
     finally:

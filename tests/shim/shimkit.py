@@ -52,10 +52,11 @@ class Env:
     """One test's shim world: a short run dir (unix socket paths ≤ 107 bytes), a runtime root,
     bundles over a private rootfs copy, and cleanup of anything a failing test left."""
 
-    def __init__(self, base: Path, rootfs: Path, runtime: str) -> None:
+    def __init__(self, base: Path, rootfs: Path, runtime: str, mode: str = "auto") -> None:
         self.base = base
         self.rootfs = rootfs
         self.runtime = runtime
+        self.mode = mode
         self.short = Path(tempfile.mkdtemp(prefix="bs-", dir="/tmp"))
         self.runtime_root = str(self.short / "rt")
         self.ids: list[str] = []
@@ -70,7 +71,8 @@ class Env:
         run_dir = self.short / cid[-12:]
         return ShimOptions(cid, str(bundle), str(run_dir),
                            log=str(self.base / f"{cid}-json.log") if log else None,
-                           runtime=self.runtime, runtime_root=self.runtime_root, **kw)
+                           runtime=self.runtime, runtime_root=self.runtime_root,
+                           runtime_mode=self.mode, **kw)
 
     def cleanup(self) -> None:
         for cid in self.ids:

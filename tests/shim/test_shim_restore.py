@@ -40,7 +40,8 @@ asyncio.run(main())
 
 def _opts_dict(o) -> dict:
     return {"id": o.id, "bundle": o.bundle, "run_dir": o.run_dir, "log": o.log,
-            "runtime": o.runtime, "runtime_root": o.runtime_root, "stdin": o.stdin}
+            "runtime": o.runtime, "runtime_root": o.runtime_root, "stdin": o.stdin,
+            "runtime_mode": o.runtime_mode}
 
 
 def test_shim_outlives_a_killed_daemon_and_everything_works_again(env):
