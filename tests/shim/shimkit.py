@@ -106,6 +106,23 @@ def alive(pid: int) -> bool:
     return _alive(pid)
 
 
+async def launched(opts: ShimOptions, zygote=None, start: bool = False) -> client.ShimClient:
+    """A shim for ``opts`` (its container created, started if asked) and a client of it."""
+    await client.launch(opts, zygote)
+    shim = await client.ShimClient.connect(opts.run_dir)
+    if start:
+        await shim.start()
+    return shim
+
+
+async def finish(shim: client.ShimClient) -> dict:
+    """Kill the container (a manual stop), wait for its exit record, close the client."""
+    await shim.kill(9, stop=True)
+    ex = await shim.wait()
+    await shim.close()
+    return ex
+
+
 def run(coro, timeout: float = 60.0):
     """Run one coroutine to completion (the tests are synchronous; the client is async)."""
     return asyncio.run(asyncio.wait_for(coro, timeout))

@@ -4,9 +4,7 @@ shim must give the same records (log text, stream, splitting), times in the same
 import re
 
 import pytest
-from shimkit import log_records, run
-
-from berth.shim import client
+from shimkit import launched, log_records, run
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 
@@ -40,9 +38,7 @@ def test_same_records_as_dockerd(env, zygote, dockerd):
     opts = env.options(["sh", "-c", SCRIPT])
 
     async def body():
-        await client.launch(opts, zygote)
-        shim = await client.ShimClient.connect(opts.run_dir)
-        await shim.start()
+        shim = await launched(opts, zygote, start=True)
         await shim.wait()
         await shim.close()
 

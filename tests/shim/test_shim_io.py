@@ -5,7 +5,7 @@ import asyncio
 import time
 
 import pytest
-from shimkit import log_records, run
+from shimkit import launched, log_records, run
 
 from berth.shim import client, proto
 
@@ -68,8 +68,7 @@ def test_attach_before_start_sees_everything(env, zygote):
     opts = env.options(["sh", "-c", "echo one; echo two >&2; echo three"])
 
     async def body():
-        await client.launch(opts, zygote)
-        shim = await client.ShimClient.connect(opts.run_dir)
+        shim = await launched(opts, zygote)
         att = await shim.attach()
         await shim.start()
         out, err = await att.read_all()
@@ -86,9 +85,7 @@ def test_two_attachers_get_the_same_output(env, zygote):
     opts = env.options(["sh", "-c", "read x; for i in 1 2 3; do echo line$i; done"], stdin=True)
 
     async def body():
-        await client.launch(opts, zygote)
-        shim = await client.ShimClient.connect(opts.run_dir)
-        await shim.start()
+        shim = await launched(opts, zygote, start=True)
         a = await shim.attach(stdin=True)
         b = await shim.attach()
         await a.write(b"go\n")
@@ -106,8 +103,7 @@ def test_stdin_once_closes_the_containers_stdin(env, zygote):
     opts = env.options(["cat"], stdin=True, stdin_once=True)
 
     async def body():
-        await client.launch(opts, zygote)
-        shim = await client.ShimClient.connect(opts.run_dir)
+        shim = await launched(opts, zygote)
         att = await shim.attach(stdin=True)
         await shim.start()
         await att.write(b"hello ")
@@ -129,9 +125,7 @@ def test_stdin_without_once_survives_an_attacher(env, zygote):
     opts = env.options(["cat"], stdin=True)
 
     async def body():
-        await client.launch(opts, zygote)
-        shim = await client.ShimClient.connect(opts.run_dir)
-        await shim.start()
+        shim = await launched(opts, zygote, start=True)
         a = await shim.attach(stdin=True)
         await a.write(b"first\n")
         first = await a.read()
@@ -160,8 +154,7 @@ def test_no_stdin_reads_eof(env, zygote):
     opts = env.options(["sh", "-c", "cat; echo done-$?"])
 
     async def body():
-        await client.launch(opts, zygote)
-        shim = await client.ShimClient.connect(opts.run_dir)
+        shim = await launched(opts, zygote)
         att = await shim.attach()
         await shim.start()
         out, _ = await att.read_all()
@@ -176,8 +169,7 @@ def test_pty_output_and_resize(env, zygote):
     opts = env.options(["sh", "-c", "read x; stty size; echo tty:$(tty)"], tty=True, stdin=True)
 
     async def body():
-        await client.launch(opts, zygote)
-        shim = await client.ShimClient.connect(opts.run_dir)
+        shim = await launched(opts, zygote)
         att = await shim.attach(stdin=True)
         await shim.start()
         await shim.resize(33, 101)
@@ -203,9 +195,7 @@ def test_detach_keys_leave_the_container_running(env, zygote):
     opts = env.options(["sh", "-c", "while read l; do echo got:$l; done"], stdin=True)
 
     async def body():
-        await client.launch(opts, zygote)
-        shim = await client.ShimClient.connect(opts.run_dir)
-        await shim.start()
+        shim = await launched(opts, zygote, start=True)
         att = await shim.attach(stdin=True, detach_keys=b"\x10\x11")
         await att.write(b"a\n")
         first = await att.read()
@@ -235,8 +225,7 @@ def test_large_output_is_logged_whole_and_split_like_docker(env, zygote):
                         "head -c 3000000 /dev/zero | tr '\\0' y; printf tail"])
 
     async def body():
-        await client.launch(opts, zygote)
-        shim = await client.ShimClient.connect(opts.run_dir)
+        shim = await launched(opts, zygote)
         att = await shim.attach()
         await shim.start()
         t = time.monotonic()

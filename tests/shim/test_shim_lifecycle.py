@@ -6,7 +6,7 @@ import os
 import time
 
 import pytest
-from shimkit import alive, leftover_cgroups, log_records, run
+from shimkit import alive, finish, launched, leftover_cgroups, log_records, run
 
 from berth import errors
 from berth.shim import client, proto
@@ -19,31 +19,17 @@ def _proc(args: list[str], tty: bool = False) -> dict:
             "env": ["PATH=/bin", "TERM=xterm"], "cwd": "/"}
 
 
-async def _started(opts, zygote) -> client.ShimClient:
-    await client.launch(opts, zygote)
-    shim = await client.ShimClient.connect(opts.run_dir)
-    await shim.start()
-    return shim
-
-
-async def _finish(shim: client.ShimClient) -> dict:
-    await shim.kill(9, stop=True)
-    ex = await shim.wait()
-    await shim.close()
-    return ex
-
-
 def test_exec_output_and_exit_code(env, zygote):
     opts = env.options(["sleep", "30"])
 
     async def body():
-        shim = await _started(opts, zygote)
+        shim = await launched(opts, zygote, start=True)
         att = await shim.exec("e1", _proc(["sh", "-c", "echo in-$$; echo oops >&2; exit 7"]))
         out, err = await att.read_all()
         await att.close()
         w = await shim.wait(exec="e1")
         st = await shim.state()
-        ex = await _finish(shim)
+        ex = await finish(shim)
         return att, out, err, w, st, ex
 
     att, out, err, w, st, ex = run(body())
@@ -61,7 +47,7 @@ def test_exec_stdin_and_tty(env, zygote):
     opts = env.options(["sleep", "30"])
 
     async def body():
-        shim = await _started(opts, zygote)
+        shim = await launched(opts, zygote, start=True)
         a = await shim.exec("cat", _proc(["cat"]), stdin=True)
         await a.write(b"through stdin\n")
         await a.close_stdin()
@@ -73,7 +59,7 @@ def test_exec_stdin_and_tty(env, zygote):
         await t.write(b"x\r")
         tout, terr = await t.read_all()
         await t.close()
-        ex = await _finish(shim)
+        ex = await finish(shim)
         return out, a.exit, tout, terr, t.exit, ex
 
     out, aexit, tout, terr, texit, ex = run(body())
@@ -86,7 +72,7 @@ def test_exec_detached_and_errors(env, zygote):
     opts = env.options(["sleep", "30"])
 
     async def body():
-        shim = await _started(opts, zygote)
+        shim = await launched(opts, zygote, start=True)
         pid = await shim.exec("bg", _proc(["sleep", "0.2"]), attach=False)
         w = await shim.wait(exec="bg")
         errs = []
@@ -99,7 +85,7 @@ def test_exec_detached_and_errors(env, zygote):
         except errors.Conflict as e:
             errs.append(e)
         st = await shim.state()
-        ex = await _finish(shim)
+        ex = await finish(shim)
         try:
             await shim.exec("late", _proc(["true"]))
         except errors.BerthError as e:
@@ -124,13 +110,13 @@ def test_exec_of_a_file_that_is_not_executable(env, zygote, request):
     opts = env.options(["sleep", "30"])
 
     async def body():
-        shim = await _started(opts, zygote)
+        shim = await launched(opts, zygote, start=True)
         try:
             await shim.exec("nx", _proc(["/etc/passwd"]))
             err = None
         except errors.BerthError as e:
             err = e
-        await _finish(shim)
+        await finish(shim)
         return err
 
     err = run(body())
@@ -148,7 +134,7 @@ def test_exit_codes_and_signals(env, zygote):
     opts = [env.options(args) for args, *_ in cases]
 
     async def one(o, sig):
-        shim = await _started(o, zygote)
+        shim = await launched(o, zygote, start=True)
         if sig:
             await asyncio.sleep(0.2)
             await shim.kill(sig)
@@ -167,7 +153,7 @@ def test_signals_to_pid1_and_to_an_exec(env, zygote):
     opts = env.options(["sleep", "30"])
 
     async def body():
-        shim = await _started(opts, zygote)
+        shim = await launched(opts, zygote, start=True)
         pid = (await shim.state())["pid"]
         # Until the init has exec'd sleep it is the runtime's init, which handles SIGTERM.
         while open(f"/proc/{pid}/comm").read().strip() != "sleep":
@@ -178,7 +164,7 @@ def test_signals_to_pid1_and_to_an_exec(env, zygote):
         pid = await shim.exec("s", _proc(["sleep", "30"]), attach=False)
         await shim.kill(11, exec="s")
         w = await shim.wait(exec="s")
-        ex = await _finish(shim)
+        ex = await finish(shim)
         return st, pid, w, ex
 
     st, pid, w, ex = run(body())
@@ -191,7 +177,7 @@ def test_stop_escalates_to_sigkill(env, zygote):
     opts = env.options(["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"])
 
     async def body():
-        shim = await _started(opts, zygote)
+        shim = await launched(opts, zygote, start=True)
         await asyncio.sleep(0.2)
         t = time.monotonic()
         ex = await shim.stop(signal=15, timeout=0.6)
@@ -208,7 +194,7 @@ def test_pause_resume_and_exec_refused_while_paused(env, zygote):
     opts = env.options(["sh", "-c", "while :; do sleep 0.05; done"])
 
     async def body():
-        shim = await _started(opts, zygote)
+        shim = await launched(opts, zygote, start=True)
         await shim.pause()
         st = await shim.state()
         try:
@@ -234,8 +220,7 @@ def test_oom_killed_is_reported(env, zygote):
                        memory=32 << 20)
 
     async def body():
-        await client.launch(opts, zygote)
-        shim = await client.ShimClient.connect(opts.run_dir)
+        shim = await launched(opts, zygote)
         st = await shim.subscribe()
         await shim.start()
         events = []
@@ -257,7 +242,7 @@ def test_no_oom_without_a_limit(env, zygote):
     opts = env.options(["dd", "if=/dev/zero", "of=/dev/null", "bs=8M", "count=1"])
 
     async def body():
-        shim = await _started(opts, zygote)
+        shim = await launched(opts, zygote, start=True)
         ex = await shim.wait()
         await shim.close()
         return ex
@@ -272,8 +257,7 @@ def _starts(events: list[tuple[float, dict]]) -> list[float]:
 
 async def _follow(opts, zygote, until_final: bool = True, max_events: int = 100,
                   action=None):
-    await client.launch(opts, zygote)
-    shim = await client.ShimClient.connect(opts.run_dir)
+    shim = await launched(opts, zygote)
     await shim.subscribe()
     await shim.start()
     events = []
@@ -453,7 +437,7 @@ def test_requests_are_validated(env, zygote):
     opts = env.options(["sleep", "30"])
 
     async def body():
-        shim = await _started(opts, zygote)
+        shim = await launched(opts, zygote, start=True)
         bad = []
         for op, args in [("nope", {}), ("kill", {"signal": 0}), ("kill", {"signal": "TERM"}),
                          ("resize", {"height": -1, "width": 3}), ("resize", {"height": 3,
@@ -468,7 +452,7 @@ def test_requests_are_validated(env, zygote):
             except errors.BerthError as e:
                 bad.append(type(e).__mro__[-3].__name__ if False else e)
         st = await shim.state()
-        ex = await _finish(shim)
+        ex = await finish(shim)
         return bad, st, ex
 
     bad, st, ex = run(body())
@@ -485,8 +469,7 @@ def test_output_pressure_blocks_the_container_not_the_shim(env, zygote):
     opts = env.options(["sh", "-c", "head -c 8000000 /dev/zero | tr '\\0' x; echo done >&2"])
 
     async def body():
-        await client.launch(opts, zygote)
-        shim = await client.ShimClient.connect(opts.run_dir)
+        shim = await launched(opts, zygote)
         # An attacher that never reads: its socket buffer fills, then the shim's buffer.
         r, w = await asyncio.open_unix_connection(os.path.join(opts.run_dir, "shim.sock"))
         w.write(proto.frame(proto.REQUEST, b'{"id":1,"op":"attach","stderr":false}'))
@@ -536,3 +519,65 @@ def test_attach_stream_frames_are_docker_stdcopy(env, zygote):
     assert (proto.STDOUT, b"ab") in frames and (proto.STDERR, b"cd") in frames
     assert b"\x01\x00\x00\x00\x00\x00\x00\x02ab" in data
     assert b"\x02\x00\x00\x00\x00\x00\x00\x02cd" in data
+
+
+def test_stop_of_a_paused_container(env, zygote):
+    """docker stop of a paused container: the signal is sent, the cgroup thawed, it stops."""
+    opts = env.options(["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.05; done"])
+
+    async def body():
+        shim = await launched(opts, zygote, start=True)
+        await asyncio.sleep(0.2)
+        await shim.pause()
+        ex = await shim.stop(timeout=5)
+        await shim.close()
+        return ex
+
+    ex = run(body())
+    assert ex["exit_code"] == 3
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_no_fd_leak_across_execs(env, zygote):
+    opts = env.options(["sleep", "30"])
+
+    async def body():
+        info = await client.launch(opts, zygote)
+        shim = await client.ShimClient.connect(opts.run_dir)
+        await shim.start()
+        first = _fds(info["pid"])
+        for i in range(6):
+            att = await shim.exec(f"x{i}", _proc(["sh", "-c", "echo hi"], tty=i % 2 == 1))
+            out, _ = await att.read_all()
+            assert out.strip() == b"hi"
+            await att.close()
+        after = _fds(info["pid"])
+        await finish(shim)
+        return first, after
+
+    first, after = run(body())
+    assert after == first
+
+
+def test_no_fd_leak_across_restarts(env, zygote):
+    opts = env.options(["sh", "-c", "exit 1"], restart="on-failure:3")
+
+    async def body():
+        info = await client.launch(opts, zygote)
+        shim = await client.ShimClient.connect(opts.run_dir)
+        await shim.subscribe()
+        await shim.start()
+        counts = []
+        while (ev := await shim.next_event()) is not None:
+            if ev["event"] == "exit" and ev.get("restarting"):
+                counts.append(_fds(info["pid"]))  # between runs: nothing of the last one open
+            if ev["event"] == "exit" and not ev.get("restarting"):
+                break
+        await shim.close()
+        return counts
+
+    counts = run(body())
+    assert len(counts) == 3 and len(set(counts)) == 1
