@@ -239,7 +239,8 @@ def make_process(opts, kind: str, tty: bool, stdin: bool, tag: str,
     mine: list[tuple[str, int]] = []
     theirs: list[int] = []
     console = None
-    cpath = os.path.join(run_dir, f"console-{tag}.sock")
+    # The console socket's name is short whatever the exec id: a unix socket path has 107 bytes.
+    cpath = os.path.join(run_dir, f"c{os.getpid()}.sock")
     pid_file = os.path.join(run_dir, "init.pid" if kind == "create" else f"exec-{tag}.pid")
     spec = os.path.join(run_dir, f"exec-{tag}.json")
     try:

@@ -581,3 +581,19 @@ def test_no_fd_leak_across_restarts(env, zygote):
 
     counts = run(body())
     assert len(counts) == 3 and len(set(counts)) == 1
+
+
+def test_exec_with_a_long_id_and_a_tty(env, zygote):
+    opts = env.options(["sleep", "30"])
+    xid = "e" * 128
+
+    async def body():
+        shim = await launched(opts, zygote, start=True)
+        att = await shim.exec(xid, _proc(["tty"], tty=True))
+        out, _ = await att.read_all()
+        await att.close()
+        await finish(shim)
+        return out, att.exit
+
+    out, ex = run(body())
+    assert out.startswith(b"/dev/pts/") and ex["exit_code"] == 0
