@@ -99,6 +99,7 @@ def become_shim(shim, log: int, report_fd: int) -> None:
             if shim.opts.start:
                 shim.start_init()
         except BerthError as e:
+            shim.report_fd = -1
             _report(report_fd, _error(e))
             report_fd = -1
             if shim.init is None:
@@ -106,7 +107,8 @@ def become_shim(shim, log: int, report_fd: int) -> None:
             # A failed --start: the shim sees the container through to "stopped".
         else:
             # The last worker wrote the reply (this process need not run that code); this
-            # copy of the fd only has to go.
+            # copy of the fd only has to go, and no later worker may write to its number.
+            shim.report_fd = -1
             os.close(report_fd)
             report_fd = -1
         shim.serve()

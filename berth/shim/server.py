@@ -279,12 +279,12 @@ class Shim:
                 self.log = JsonLog(opts.log, opts.log_max_size, opts.log_max_file)
             except OSError as e:
                 raise InvalidArgument(f"cannot open log {opts.log}: {e.strerror}") from None
-        for name in ("state.json", "init.pid"):
-            _unlink(os.path.join(self.run_dir, name))
-        opts.runtime = which(opts.runtime)  # once, here, not in every worker
-        self.tty = work.bundle_terminal(opts.bundle)
-        self._next_init = Proc(self, "", self.tty, opts.stdin_once, opts.stdin)
         try:
+            opts.runtime = which(opts.runtime)  # once, here, not in every worker
+            self.tty = work.bundle_terminal(opts.bundle)
+            self._next_init = Proc(self, "", self.tty, opts.stdin_once, opts.stdin)
+            for name in ("state.json", "init.pid"):
+                _unlink(os.path.join(self.run_dir, name))
             self._listen()
         except BaseException:
             self.close()
@@ -366,7 +366,16 @@ class Shim:
         if xid or proc is None:
             proc = Proc(self, xid, tty, stdin_once, stdin)
         n = len(info["fds"])
-        proc.adopt(info["pid"], info["fds"], fds[:n])
+        try:
+            proc.adopt(info["pid"], info["fds"], fds[:n])
+        except BaseException:
+            # Not expected (the fds are fresh); but then the process must not outlive us.
+            for fd in fds:
+                os.close(fd)
+            os.kill(info["pid"], SIGKILL)
+            if not xid:
+                self._force_delete()
+            raise
         self.pids[proc.pid] = proc
         if not xid:
             self.oom = OomWatch(info.get("oom"), fds[n:])

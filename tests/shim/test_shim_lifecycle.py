@@ -517,6 +517,11 @@ def test_attach_stream_frames_are_docker_stdcopy(env, zygote):
     kinds = [k for k, _ in frames]
     assert kinds[0] == proto.REPLY and kinds[-1] == proto.EVENT
     assert (proto.STDOUT, b"ab") in frames and (proto.STDERR, b"cd") in frames
+    # one reply per request, each with its id (nothing else ever writes to a client)
+    import json
+
+    replies = [json.loads(p) for k, p in frames if k == proto.REPLY]
+    assert [r.get("id") for r in replies] == [1, 2] and all("ok" in r for r in replies)
     assert b"\x01\x00\x00\x00\x00\x00\x00\x02ab" in data
     assert b"\x02\x00\x00\x00\x00\x00\x00\x02cd" in data
 
