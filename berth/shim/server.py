@@ -448,10 +448,14 @@ class Shim:
         self.restart_timer = None
         try:
             self.init = self._create_init()
-            self.start_init()
         except BerthError as e:
-            self.error = str(e)
+            self.error = str(e)  # nothing was left: the worker had the runtime forget it
             self._final()
+            return
+        try:
+            self.start_init()
+        except BerthError:
+            pass  # start_init killed the init: its exit ends the container (restarts canceled)
 
     # -- signals, reaping, oom ----------------------------------------------------------------
 
@@ -608,6 +612,8 @@ class Shim:
         if time.monotonic() >= self.exit_deadline:
             return True
         if any(not p.done for p in self.execs.values()):
+            return False
+        if self.init is not None and not self.init.done:
             return False
         return not self.conns
 

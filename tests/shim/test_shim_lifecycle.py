@@ -2,6 +2,7 @@
 restart policies with docker's back-off, and nothing left behind."""
 
 import asyncio
+import json
 import os
 import time
 
@@ -518,8 +519,6 @@ def test_attach_stream_frames_are_docker_stdcopy(env, zygote):
     assert kinds[0] == proto.REPLY and kinds[-1] == proto.EVENT
     assert (proto.STDOUT, b"ab") in frames and (proto.STDERR, b"cd") in frames
     # one reply per request, each with its id (nothing else ever writes to a client)
-    import json
-
     replies = [json.loads(p) for k, p in frames if k == proto.REPLY]
     assert [r.get("id") for r in replies] == [1, 2] and all("ok" in r for r in replies)
     assert b"\x01\x00\x00\x00\x00\x00\x00\x02ab" in data
@@ -602,3 +601,39 @@ def test_exec_with_a_long_id_and_a_tty(env, zygote):
 
     out, ex = run(body())
     assert out.startswith(b"/dev/pts/") and ex["exit_code"] == 0
+
+
+def test_a_failed_restart_stops_the_container_with_the_error(env, zygote):
+    opts = env.options(["sh", "-c", "sleep 0.2; exit 1"], restart="always")
+    cfg = os.path.join(opts.bundle, "config.json")
+
+    async def body():
+        shim = await launched(opts, zygote)
+        await shim.subscribe()
+        await shim.start()
+        evs = []
+        while (ev := await shim.next_event()) is not None:
+            evs.append(ev)
+            if ev["event"] == "start" and len(evs) == 1:
+                # the next run cannot be made: its command is gone from the bundle
+                with open(cfg) as f:
+                    c = json.load(f)
+                c["process"]["args"] = ["/no/such/command"]
+                with open(cfg, "w") as f:
+                    json.dump(c, f)
+            if ev["event"] == "exit" and not ev.get("restarting"):
+                break
+        await shim.close()
+        return evs
+
+    evs = run(body())
+    final = evs[-1]
+    assert [e["event"] for e in evs] == ["start", "exit", "exit"]
+    assert evs[1]["restarting"] is True and final["restarting"] is False
+    assert "/no/such/command" in final["error"]
+    st = client.read_state(opts.run_dir)
+    assert st["status"] == "stopped" and "/no/such/command" in st["error"]
+    time.sleep(0.3)
+    assert leftover_cgroups(opts.id) == []
+    r = os.system(f"{env.runtime} --root {env.runtime_root} state {opts.id} >/dev/null 2>&1")
+    assert r != 0
