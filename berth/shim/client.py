@@ -35,6 +35,7 @@ __all__ = ["Attachment", "ShimClient", "ShimDied", "ShimUnavailable", "Zygote", 
            "read_state", "reap_dead_shim", "shim_command", "watch"]
 
 DEAD_SHIM_EXIT = 137
+OUTPUT_QUEUE = 32  # output chunks (≤ 64 KiB each) an Attachment holds before it stops reading
 
 
 class ShimUnavailable(Unavailable):
@@ -161,7 +162,9 @@ class _Channel:
         self.writer = writer
         self.pending: dict[int, asyncio.Future] = {}
         self.events: asyncio.Queue = asyncio.Queue()
-        self.output: asyncio.Queue = asyncio.Queue()
+        # Bounded: a reader that does not keep up stops our reading, the shim's buffer fills
+        # and the container blocks on its pipe, as under dockerd (not berthd's memory growing).
+        self.output: asyncio.Queue = asyncio.Queue(OUTPUT_QUEUE)
         self.next_id = 0
         self.closed = False
         self.task = asyncio.ensure_future(self._read_loop())
@@ -195,9 +198,9 @@ class _Channel:
                         # keys) comes in order with its output.
                         name = ev.get("event")
                         if name == "detached" or (name == "exit" and "exec" in ev):
-                            self.output.put_nowait((proto.EVENT, ev))
+                            await self.output.put((proto.EVENT, ev))
                     else:
-                        self.output.put_nowait((kind, payload))
+                        await self.output.put((kind, payload))
         except (OSError, ValueError, proto.ProtocolError):
             pass
         finally:
@@ -207,7 +210,17 @@ class _Channel:
                     fut.set_exception(ShimUnavailable("the shim closed the connection"))
             self.pending.clear()
             self.events.put_nowait(None)
-            self.output.put_nowait(None)
+            self._end_output()
+
+    def _end_output(self) -> None:
+        # The end marker must get in even when the queue is full of unread output.
+        q = self.output
+        if q.full():
+            # asyncio.Queue has no put that ignores maxsize: append as put_nowait would.
+            q._queue.append(None)
+            q._wakeup_next(q._getters)
+        else:
+            q.put_nowait(None)
 
     async def call(self, op: str, args: dict) -> dict:
         if self.closed:
@@ -262,7 +275,7 @@ class Attachment:
         while True:
             item = await self._ch.output.get()
             if item is None:
-                self._ch.output.put_nowait(None)
+                self._ch._end_output()
                 return None
             kind, payload = item
             if kind == proto.EVENT:
@@ -287,7 +300,11 @@ class Attachment:
         await self._ch.send(proto.STDIN, b"")
 
     async def resize(self, height: int, width: int, exec: str = "") -> None:
-        await self._ch.call("resize", {"exec": exec, "height": height, "width": width})
+        """Sent without waiting for the reply: it would queue behind unread output."""
+        self._ch.next_id += 1
+        await self._ch.send(proto.REQUEST, fastjson.dumps(
+            {"id": self._ch.next_id, "op": "resize", "exec": exec, "height": height,
+             "width": width}).encode())
 
     async def close(self) -> None:
         await self._ch.close()

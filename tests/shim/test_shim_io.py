@@ -2,6 +2,7 @@
 attachers. Real containers (busybox bundles) under each OCI runtime."""
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -242,3 +243,22 @@ def test_large_output_is_logged_whole_and_split_like_docker(env, zygote):
     assert "".join(r["log"] for r in recs[2:]) == "y" * 3000000 + "tail"
     assert all(len(r["log"]) <= 16384 for r in recs)
     assert not recs[-1]["log"].endswith("\n")
+
+
+def test_an_attachment_not_read_holds_the_container_back(env, zygote):
+    opts = env.options(["sh", "-c", "head -c 8000000 /dev/zero | tr '\\0' x"])
+
+    async def body():
+        shim = await launched(opts, zygote)
+        att = await shim.attach(stderr=False)
+        await shim.start()
+        await asyncio.sleep(0.6)
+        stalled = os.path.getsize(opts.log)
+        out, _ = await att.read_all()
+        await att.close()
+        await shim.close()
+        return stalled, len(out)
+
+    stalled, n = run(body())
+    assert n == 8000000
+    assert stalled < 6000000  # shim 1 MiB + socket buffers + the client's bounded queue
