@@ -490,8 +490,12 @@ async def watch(run_dir: str, on_event=None) -> dict:
                 nxt = asyncio.ensure_future(client.next_event())
                 await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
                 if not nxt.done():
-                    nxt.cancel()
-                    break
+                    # The shim is gone; what it sent before is still to be read, and the
+                    # kernel has closed its end, so the end of the stream comes at once.
+                    try:
+                        await asyncio.wait_for(nxt, 1.0)
+                    except TimeoutError:
+                        break
                 ev = nxt.result()
                 if ev is None:
                     break
