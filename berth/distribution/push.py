@@ -143,20 +143,40 @@ class Pusher:
                                         f"{d.size}")
         location = location or await client.start_upload(repo)
         f = source.open(d.digest)
+        fpos = 0  # where f stands: a rebuilt layer (tar-split) can be read forward only
         loop = asyncio.get_running_loop()
         sent = 0
         last = 0.0
 
+        def seek(start: int) -> None:
+            nonlocal f, fpos
+            if start == fpos:
+                return
+            if hasattr(f, "seek"):
+                f.seek(start)
+            else:
+                if start < fpos:
+                    f.close()
+                    f = source.open(d.digest)
+                    fpos = 0
+                while fpos < start:
+                    skipped = f.read(min(_CHUNK, start - fpos))
+                    if not skipped:
+                        raise RegistryProtocolError(f"blob {d.digest} is shorter than {size}")
+                    fpos += len(skipped)
+            fpos = start
+
         def body(start: int, length: int):
             async def gen():
-                nonlocal sent, last
-                f.seek(start)
+                nonlocal sent, last, fpos
+                seek(start)
                 left = length
                 while left > 0:
                     chunk = f.read(min(_CHUNK, left))
                     if not chunk:
                         raise RegistryProtocolError(f"blob {d.digest} is shorter than {size}")
                     left -= len(chunk)
+                    fpos += len(chunk)
                     sent = start + length - left
                     now = loop.time()
                     if now - last >= 0.1:
