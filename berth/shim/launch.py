@@ -191,6 +191,7 @@ def zygote(argv: list[str]) -> int:
     lst = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     lst.bind(path)
     os.chmod(path, 0o600)
+    mine = os.stat(path).st_ino
     lst.listen(64)
     # Shims are our children until they leave: let the kernel reap them.
     _signal.signal(17, _signal.SIG_IGN)
@@ -216,8 +217,10 @@ def zygote(argv: list[str]) -> int:
                 _spawn_from(cfd, lst, gc)
     finally:
         lst.close()
+        # Only our own: a new berthd may have started its zygote here already.
         try:
-            os.unlink(path)
+            if os.stat(path).st_ino == mine:
+                os.unlink(path)
         except FileNotFoundError:
             pass
 
