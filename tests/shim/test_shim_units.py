@@ -279,3 +279,43 @@ def test_missing_runtime_is_a_clear_error(tmp_path):
     with pytest.raises(errors.InvalidArgument) as e:
         RuntimeCLI("no-such-runtime-binary")
     assert "no-such-runtime-binary" in str(e.value)
+
+
+# -- the zygote (no container: what it refuses, and its lifeline) --------------------------
+
+
+def test_zygote_refuses_bad_requests_and_follows_its_lifeline(tmp_path):
+    import asyncio
+    import subprocess
+
+    from berth.shim import client
+    from berth.shim.config import ShimOptions
+
+    sock = tmp_path / "z.sock"
+    argv, env = client.shim_command("zygote", str(sock))
+    z = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert z.stdout.readline() == b"ready\n"
+
+        async def body():
+            r, w = await asyncio.open_unix_connection(str(sock))
+            w.write(proto.frame(proto.REQUEST, b'{"op":"frobnicate"}'))
+            await w.drain()
+            bad_op = await client._read_reply_frame(r)
+            w.close()
+            try:
+                await client.Zygote(str(sock)).spawn(
+                    ShimOptions("c1", str(tmp_path / "nobundle"), str(tmp_path / "run")))
+                missing = None
+            except errors.BerthError as e:
+                missing = e
+            return bad_op, missing
+
+        bad_op, missing = asyncio.run(body())
+        assert bad_op["kind"] == "InvalidArgument" and "spawn" in bad_op["error"]
+        assert isinstance(missing, errors.NotFound) and "config.json" in str(missing)
+        assert not (tmp_path / "run" / "shim.sock").exists()
+    finally:
+        z.stdin.close()  # the lifeline: EOF ends the zygote
+        assert z.wait(10) == 0
+    assert not sock.exists()
