@@ -204,6 +204,11 @@ class ContainerService:
         store = getattr(engine.images, "store", None)
         if store is not None and hasattr(store, "add_root_provider"):
             store.add_root_provider(self._gc_roots)
+        if hasattr(engine.images, "image_users"):
+            # rmi's conflicts as dockerd's: a running user is hard, a stopped one soft
+            engine.images.image_users = lambda iid: [
+                (c.id, cs.is_running(c.state)) for c in list(self.by_id.values())
+                if c.rec["Image"] == iid]
 
     # ------------------------------------------------------------------ records on disk
     def _dir(self, cid: str) -> str:
