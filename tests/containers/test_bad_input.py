@@ -15,7 +15,7 @@ def state(bd) -> tuple:
 
 
 @pytest.mark.parametrize("args,code,message", [
-    (["nosuchimage-berth:1", "true"], 125, "no such image"),
+    (["nosuchimage-berth:1", "true"], 125, "No such image: nosuchimage-berth:1"),
     (["-m", "1x", "busybox", "true"], 125,
      'invalid argument "1x" for "-m, --memory" flag: invalid suffix: \'x\''),
     (["--cpus", "-1", "busybox", "true"], 125,
