@@ -186,14 +186,13 @@ def _default_profile() -> dict:
                        includes={"minKernel": "4.8"}))
     rules += [_rule(["personality"], args=[{"index": 0, "value": p, "valueTwo": 0,
                                             "op": "SCMP_CMP_EQ"}]) for p in _PERSONAS]
-    # every address family but AF_ALG and AF_VSOCK (socket's first argument)
+    # every address family but AF_ALG and AF_VSOCK (socket's first argument). One condition a
+    # rule: runtimes (runc, berth-runtime) read two conditions on one argument as alternatives.
     rules += [
         _rule(["socket"], args=[{"index": 0, "value": _AF_ALG, "valueTwo": 0,
                                  "op": "SCMP_CMP_LT"}]),
-        _rule(["socket"], args=[{"index": 0, "value": _AF_ALG, "valueTwo": 0,
-                                 "op": "SCMP_CMP_GT"},
-                                {"index": 0, "value": _AF_VSOCK, "valueTwo": 0,
-                                 "op": "SCMP_CMP_LT"}]),
+        _rule(["socket"], args=[{"index": 0, "value": _AF_ALG + 1, "valueTwo": 0,
+                                 "op": "SCMP_CMP_EQ"}]),
         _rule(["socket"], args=[{"index": 0, "value": _AF_VSOCK, "valueTwo": 0,
                                  "op": "SCMP_CMP_GT"}]),
     ]
@@ -288,9 +287,29 @@ def parse_profile(text: str) -> dict:
     return p
 
 
+_X32: bool | None = None
+
+
+def _kernel_runs_x32() -> bool:
+    global _X32
+    if _X32 is None:
+        try:
+            from berth.linux.abi import x32_supported
+
+            _X32 = x32_supported()
+        except OSError:
+            _X32 = True
+    return _X32
+
+
 def to_oci(profile: dict, caps: list[str], machine: str | None = None,
            kernel: str | None = None) -> dict:
-    """The OCI ``linux.seccomp`` for a container with ``caps`` on this machine and kernel."""
+    """The OCI ``linux.seccomp`` for a container with ``caps`` on this machine and kernel.
+
+    The x32 sub-architecture is left out when the kernel does not run x32 (most do not): an
+    x32 call is then refused by the filter's architecture check as it would be by the kernel,
+    and the filter costs a third less to build at every container start (~4 ms here).
+    """
     u = os.uname()
     machine = machine or u.machine
     kernel_v = _kernel_tuple(kernel or u.release)
@@ -303,7 +322,10 @@ def to_oci(profile: dict, caps: list[str], machine: str | None = None,
     elif profile.get("archMap"):
         for m in profile["archMap"]:
             if m["architecture"] == scmp_arch:
-                out["architectures"] = [scmp_arch, *m.get("subArchitectures", [])]
+                subs = [a for a in m.get("subArchitectures", [])
+                        if a != "SCMP_ARCH_X32" or (machine == u.machine and
+                                                    _kernel_runs_x32())]
+                out["architectures"] = [scmp_arch, *subs]
                 break
     if profile.get("flags"):
         out["flags"] = list(profile["flags"])

@@ -71,7 +71,7 @@ def _allowed(spec_seccomp, name):
 def test_default_seccomp_blocks_host_wide_calls_and_allows_the_rest():
     sc = build()["linux"]["seccomp"]
     assert sc["defaultAction"] == "SCMP_ACT_ERRNO" and sc["defaultErrnoRet"] == 1
-    assert sc["architectures"][0] == "SCMP_ARCH_X86_64"
+    assert sc["architectures"][:2] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
     for name in ("read", "write", "execve", "openat", "futex", "epoll_wait", "socketpair",
                  "ptrace", "chroot", "arch_prctl", "getrandom"):
         assert _allowed(sc, name), name
@@ -167,3 +167,15 @@ def test_seccomp_arch_conditions():
     sc = seccomp.to_oci(seccomp.DEFAULT_PROFILE, list(capabilities.DEFAULT), "aarch64")
     assert sc["architectures"] == ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]
     assert _allowed(sc, "set_tls") and not _allowed(sc, "arch_prctl")
+
+
+def test_socket_rules_have_one_condition_each():
+    # Runtimes read several conditions on one argument as alternatives (runc does): a rule
+    # "> AF_ALG and < AF_VSOCK" would allow every family.
+    sc = build()["linux"]["seccomp"]
+    sock = [r for r in sc["syscalls"] if r["names"] == ["socket"]]
+    assert [(r["args"][0]["op"], r["args"][0]["value"]) for r in sock] == \
+        [("SCMP_CMP_LT", 38), ("SCMP_CMP_EQ", 39), ("SCMP_CMP_GT", 40)]
+    for r in sc["syscalls"]:
+        idx = [a["index"] for a in r.get("args", [])]
+        assert len(idx) == len(set(idx)), r
