@@ -100,9 +100,10 @@ def _graph_driver(service, c) -> dict:
 
 
 def command_line(rec: dict) -> str:
-    """``ps``'s COMMAND: the path and args, quoted as Docker quotes them (no shell)."""
-    args = [rec["Path"], *rec["Args"]]
-    return " ".join(args)
+    """``ps``'s COMMAND as dockerd builds it: the path, then the args, an arg that holds a
+    space in single quotes."""
+    args = [f"'{a}'" if " " in a else a for a in rec["Args"]]
+    return f"{rec['Path']} {' '.join(args)}" if args else rec["Path"]
 
 
 def summary(service, c, size: bool = False) -> dict:

@@ -152,3 +152,23 @@ def test_startup_repairs_a_crash(base):
     assert not leftovers(d2)
     assert d2.berth("start", "victim").stdout == "victim\n"  # and it can run again
     d2.berth("rm", "-f", "victim")
+
+
+def test_restart_policies_across_daemon_restarts(base):
+    start, d1 = base
+    d1.berth("run", "-d", "--name", "keep", "--restart", "always", "--network", "none",
+             "busybox", "sleep", "300")
+    d1.berth("run", "-d", "--name", "halted", "--restart", "unless-stopped", "--network",
+             "none", "busybox", "sleep", "300")
+    d1.berth("stop", "-t", "0", "halted")
+    pids = {n: int((d1.run / "c" / d1.berth("inspect", "-f", "{{.Id}}", n).stdout[:12] /
+                    "shim.pid").read_text()) for n in ("keep",)}
+    init = int(d1.berth("inspect", "-f", "{{.State.Pid}}", "keep").stdout)
+    kill9(d1)
+    # as after a reboot: the shim and its container are gone
+    os.kill(pids["keep"], signal.SIGKILL)
+    os.kill(init, signal.SIGKILL)
+    assert _dies(init)
+    d2 = start()
+    assert d2.berth("inspect", "-f", "{{.State.Status}}", "keep").stdout == "running\n"
+    assert d2.berth("inspect", "-f", "{{.State.Status}}", "halted").stdout == "exited\n"

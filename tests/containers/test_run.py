@@ -83,7 +83,7 @@ def test_detached_logs_stop_rm(bd):
         bd.berth("logs", "-t", "--tail", "1", "ticker").stderr
     assert "Z start" in ts or "Z warn" in ts
     ps = bd.berth("ps", "--format", "{{.Names}} {{.Status}} {{.Command}}").stdout
-    assert ps.startswith("ticker Up ") and '"sh -c \'echo start' not in ps
+    assert ps.startswith("ticker Up ") and ps.endswith('"sh -c \'echo start; …"\n')  # docker
     assert bd.berth("stop", "ticker").stdout == "ticker\n"
     assert bd.berth("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ticker").stdout \
         == "exited 0\n"
@@ -192,3 +192,46 @@ def test_restart_policy_on_failure(bd):
         time.sleep(0.1)
     assert st == "exited 2\n"
     assert bd.berth("logs", "rp").stdout == "run\nrun\nrun\n"
+
+
+def test_network_host_and_none(bd):
+    import os
+    import subprocess
+
+    out = bd.berth("run", "--rm", "--network", "host", "busybox", "sh", "-c",
+                   "hostname; ls /sys/class/net | sort").stdout.split()
+    host_ifs = sorted(os.listdir("/sys/class/net"))
+    assert out == [os.uname().nodename, *host_ifs]
+    assert run(bd, "busybox", "ls", "/sys/class/net").stdout == "lo\n"
+    assert subprocess.run(["true"]).returncode == 0
+
+
+def test_stop_signal_and_stop_timeout(bd):
+    bd.berth("run", "-d", "--name", "sig", "--stop-signal", "USR1", "--stop-timeout", "1",
+             "--network", "none", "busybox", "sh", "-c",
+             "trap 'exit 11' USR1; trap '' TERM; while true; do sleep 0.1; done")
+    assert bd.berth("inspect", "-f", "{{.Config.StopSignal}} {{.Config.StopTimeout}}",
+                    "sig").stdout == "USR1 1\n"
+    bd.berth("stop", "sig")
+    assert bd.berth("inspect", "-f", "{{.State.ExitCode}}", "sig").stdout == "11\n"
+
+
+def test_logs_since_until_and_exec_detached(bd):
+    bd.berth("run", "-d", "--name", "ls1", "--network", "none", "busybox", "sh", "-c",
+             "echo early; sleep 1.2; echo late; sleep 300")
+    deadline = time.monotonic() + 5
+    while "late" not in bd.berth("logs", "ls1").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert bd.berth("logs", "--since", "1s", "ls1").stdout == "late\n"
+    assert bd.berth("logs", "--tail", "1", "ls1").stdout == "late\n"
+    ts = bd.berth("logs", "-t", "ls1").stdout.splitlines()[1].split()[0]
+    assert bd.berth("logs", "--until", ts, "ls1").stdout == "early\nlate\n"
+    assert bd.berth("exec", "-d", "ls1", "sh", "-c", "echo bg > /tmp/done").stdout == ""
+    deadline = time.monotonic() + 5
+    while bd.berth("exec", "ls1", "cat", "/tmp/done", check=False).stdout != "bg\n" and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert bd.berth("exec", "ls1", "cat", "/tmp/done").stdout == "bg\n"
+    full = bd.berth("ps", "--no-trunc", "--format", "{{.ID}} {{.Command}}").stdout
+    assert len(full.split()[0]) == 64 and '"sh -c \'echo early; sleep 1.2; echo late; ' \
+        "sleep 300'\"" in full

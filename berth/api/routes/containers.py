@@ -42,12 +42,17 @@ def _int_arg(req: Request, name: str, default: int | None = None) -> int | None:
 
 
 def _since_ns(v: str) -> int:
+    """Docker's since/until for logs: unix seconds (fractions too) or RFC 3339, to the ns."""
     if not v:
         return 0
-    try:
-        return int(float(v) * 1e9)
-    except ValueError:
-        pass
+    secs, dot, frac = v.partition(".")
+    if secs.lstrip("-").isdigit() and (not dot or frac.isdigit()):
+        return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9] if dot else 0)
+    if v.endswith("Z") and "T" in v:
+        try:
+            return logs.parse_time_ns(v)
+        except ValueError:
+            pass
     from .system import parse_timestamp
 
     return parse_timestamp(v) or 0
