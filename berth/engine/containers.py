@@ -244,11 +244,11 @@ class ContainerService:
         return {"images": images, "snapshots": snaps}
 
     def volume_users(self, name: str) -> list[str]:
-        return [c.id for c in self.by_id.values()
+        return [c.id for c in list(self.by_id.values())
                 if any(p.get("Name") == name for p in c.rec.get("MountPoints", []))]
 
     def image_users(self, image_id: str) -> list[str]:
-        return [c.id for c in self.by_id.values() if c.rec["Image"] == image_id]
+        return [c.id for c in list(self.by_id.values()) if c.rec["Image"] == image_id]
 
     # ------------------------------------------------------------------ lookup
     def get(self, ref: str) -> Container:
@@ -261,7 +261,7 @@ class ContainerService:
         if cid is not None:
             return self.by_id[cid]
         if ref and all(ch in "0123456789abcdef" for ch in ref):
-            found = [c for i, c in self.by_id.items() if i.startswith(ref)]
+            found = [c for i, c in list(self.by_id.items()) if i.startswith(ref)]
             if len(found) == 1:
                 return found[0]
             if len(found) > 1:
@@ -274,7 +274,7 @@ class ContainerService:
             short = cid[:12]
             if short.isdigit():
                 continue  # Docker's rule: a short id must not look like a number
-            if any(i.startswith(short) for i in self.by_id):
+            if any(i.startswith(short) for i in list(self.by_id)):
                 continue
             return cid
 
@@ -1184,7 +1184,7 @@ class ContainerService:
     def counts(self) -> dict:
         n = {"Containers": len(self.by_id), "ContainersRunning": 0, "ContainersPaused": 0,
              "ContainersStopped": 0}
-        for c in self.by_id.values():
+        for c in list(self.by_id.values()):
             st = c.state["Status"]
             if st == cs.PAUSED:
                 n["ContainersPaused"] += 1

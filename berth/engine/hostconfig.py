@@ -270,6 +270,9 @@ def complete(config: dict, host: dict, default_runtime: str) -> tuple[dict, dict
         h["MemorySwappiness"] = None
     if h["PidsLimit"] is not None and h["PidsLimit"] <= 0:
         h["PidsLimit"] = None
+    for k in ("Annotations", "Init", "Mounts", "StorageOpt", "Sysctls", "Tmpfs"):
+        if h.get(k) is None:
+            del h[k]  # omitempty in dockerd's HostConfig: absent rather than null
     if h["MaskedPaths"] is None and not h["Privileged"]:
         from .oci import MASKED_PATHS, READONLY_PATHS
 
