@@ -98,7 +98,13 @@ def test_cpus_half_a_core(bd):
         time.sleep(3)
         u1, t1 = int(acct.read_text()), time.monotonic()
         share = (u1 - u0) / 1e9 / (t1 - t0)
-        assert 0.3 < share < 0.6, share
+        assert share < 0.6, share  # held to half a core (a little over, by accounting)
+        # the quota is what holds it (throttled), not a busy machine; and it did run. (Other
+        # work on this 2-core machine may leave it less than its half.)
+        stat = dict(line.split() for line in
+                    (_cgroup(cid, "cpu") / "cpu.stat").read_text().splitlines())
+        assert int(stat["nr_throttled"]) > 0
+        assert share > 0.15, share
     finally:
         bd.berth("rm", "-f", cid)
 
