@@ -305,6 +305,7 @@ class ContainerService:
         iid = self.engine.images.resolve(image_ref)
         image_cfg = self._image_config(iid)
         hostconfig.check(config, host, os.cpu_count() or 1, tuple(self.runtimes))
+        warnings = hostconfig.adjust(host)
         net_mode = host.get("NetworkMode") or "default"
         self._check_network(net_mode)
         points = mounts.plan(config, host, image_cfg.get("Volumes"))
@@ -383,7 +384,7 @@ class ContainerService:
                     except BerthError:
                         pass
         self.events.publish("container", "create", cid, self._event_attrs(c))
-        return {"Id": cid, "Warnings": []}
+        return {"Id": cid, "Warnings": warnings}
 
     def _check_network(self, mode: str) -> None:
         if mode in ("none", "host", "default", "bridge") or mode.startswith("container:"):

@@ -203,6 +203,22 @@ def check(config: dict, host: dict, ncpu: int, runtimes: tuple[str, ...]) -> Non
         raise InvalidConfig(f"invalid hostname format: {config['Hostname']}")
 
 
+def adjust(host: dict) -> list[str]:
+    """What this kernel cannot do is dropped with dockerd's warning (the create succeeds)."""
+    warnings = []
+    if (host.get("BlkioWeight") or 0) and not os.path.exists("/sys/fs/cgroup/blkio/blkio.weight") \
+            and not os.path.exists("/sys/fs/cgroup/io.weight"):
+        warnings.append("Your kernel does not support Block I/O weight or the cgroup is not "
+                        "mounted. Weight discarded.")
+        host["BlkioWeight"] = 0
+    if (host.get("MemorySwap") or 0) > 0 and os.path.isdir("/sys/fs/cgroup/memory") and \
+            not os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"):
+        warnings.append("Your kernel does not support swap limit capabilities or the cgroup is "
+                        "not mounted. Memory limited without swap.")
+        host["MemorySwap"] = -1
+    return warnings
+
+
 _HOST_DEFAULTS: tuple[tuple[str, object], ...] = (
     ("Binds", None), ("ContainerIDFile", ""), ("LogConfig", None), ("NetworkMode", "default"),
     ("PortBindings", {}), ("RestartPolicy", None), ("AutoRemove", False), ("VolumeDriver", ""),

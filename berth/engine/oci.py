@@ -201,6 +201,25 @@ def host_devices(root: str = "/dev") -> list[dict]:
     return out
 
 
+def _device(d: dict) -> dict | None:
+    """``--device HOST[:CONTAINER[:PERMS]]`` → an OCI device (a char or block node)."""
+    import stat
+
+    try:
+        st = os.stat(d["PathOnHost"])
+    except OSError:
+        return None
+    if stat.S_ISCHR(st.st_mode):
+        kind = "c"
+    elif stat.S_ISBLK(st.st_mode):
+        kind = "b"
+    else:
+        return None
+    return {"path": d.get("PathInContainer") or d["PathOnHost"], "type": kind,
+            "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+            "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
+
+
 def resources(host: dict) -> dict:
     """``HostConfig`` resource fields → OCI ``linux.resources`` (cgroup settings)."""
     res: dict = {}
@@ -326,6 +345,15 @@ def build(s: SpecInput) -> dict:
         linux["cgroupsPath"] = s.cgroups_path
     if privileged:
         linux["devices"] = host_devices()
+    elif host.get("Devices"):
+        linux["devices"] = []
+        for d in host["Devices"]:
+            dev = _device(d)
+            if dev is not None:
+                linux["devices"].append(dev)
+                linux["resources"]["devices"].append(
+                    {"allow": True, "type": dev["type"], "major": dev["major"],
+                     "minor": dev["minor"], "access": d.get("CgroupPermissions") or "rwm"})
     else:
         masked = host.get("MaskedPaths")
         ro_paths = host.get("ReadonlyPaths")

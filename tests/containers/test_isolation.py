@@ -182,3 +182,14 @@ def test_ulimit_and_etc_files(bd):
               "cat /etc/resolv.conf").stdout.splitlines()
     assert out[:4] == ["123", "456", "myhost", "10.1.2.3\tdb"]
     assert out[4:] == ["nameserver 10.9.9.9"]
+
+
+def test_device_and_discarded_blkio_weight(bd):
+    out = run(bd, "--device", "/dev/null:/dev/mynull", "busybox", "sh", "-c",
+              "echo x > /dev/mynull && echo wrote; ls -l /dev/mynull | cut -c1").stdout
+    assert out == "wrote\nc\n"
+    r = bd.berth("create", "--blkio-weight", "300", "busybox", "true")
+    import os
+
+    if not os.path.exists("/sys/fs/cgroup/blkio/blkio.weight"):
+        assert "Block I/O weight" in r.stderr  # dockerd's warning; the create succeeds
