@@ -83,10 +83,6 @@ def _names(ctx, argv_names, fn, verb_error: str | None = None) -> int:
     return 1 if failed else 0
 
 
-def _parse_or_print(spec: Spec, ctx, argv):
-    return spec.parse(ctx, argv)
-
-
 # ------------------------------------------------------------------ create / run
 
 def _create_flags(run: bool) -> list[Flag]:
@@ -347,46 +343,41 @@ def start(ctx, argv) -> int:
                   "start")
 
 
-def stop(ctx, argv) -> int:
-    spec = Spec("berth stop [OPTIONS] CONTAINER [CONTAINER...]", "Stop one or more running "
-                "containers", [
-                    Flag("-s,--signal", "str", help="Signal to send to the container"),
-                    Flag("-t,--timeout,--time", "str", help="Seconds to wait before killing the "
-                         "container", metavar="int"),
-                ], 1)
-    parsed = spec.parse(ctx, argv)
+def _each(ctx, argv, usage: str, description: str, flags: list[Flag], action: str,
+          query) -> int:
+    """A command that POSTs ``/containers/{name}/{action}`` for each name it is given."""
+    parsed = Spec(usage, description, flags, 1).parse(ctx, argv)
     if parsed is None:
         return 0
     opts, names = parsed
-    q = {"t": opts["timeout"] or None, "signal": opts["signal"] or None}
-    return _names(ctx, names, lambda n: ctx.client.call("POST", f"/containers/{n}/stop", q))
+    q = query(opts)
+    return _names(ctx, names, lambda n: ctx.client.call("POST", f"/containers/{n}/{action}", q))
+
+
+_STOP_FLAGS = [
+    Flag("-s,--signal", "str", help="Signal to send to the container"),
+    Flag("-t,--timeout,--time", "str", help="Seconds to wait before killing the container",
+         metavar="int"),
+]
+
+
+def stop(ctx, argv) -> int:
+    return _each(ctx, argv, "berth stop [OPTIONS] CONTAINER [CONTAINER...]",
+                 "Stop one or more running containers", _STOP_FLAGS, "stop",
+                 lambda o: {"t": o["timeout"] or None, "signal": o["signal"] or None})
 
 
 def restart(ctx, argv) -> int:
-    spec = Spec("berth restart [OPTIONS] CONTAINER [CONTAINER...]", "Restart one or more "
-                "containers", [
-                    Flag("-s,--signal", "str", help="Signal to send to the container"),
-                    Flag("-t,--timeout,--time", "str", help="Seconds to wait before killing the "
-                         "container", metavar="int"),
-                ], 1)
-    parsed = spec.parse(ctx, argv)
-    if parsed is None:
-        return 0
-    opts, names = parsed
-    q = {"t": opts["timeout"] or None, "signal": opts["signal"] or None}
-    return _names(ctx, names, lambda n: ctx.client.call("POST", f"/containers/{n}/restart", q))
+    return _each(ctx, argv, "berth restart [OPTIONS] CONTAINER [CONTAINER...]",
+                 "Restart one or more containers", _STOP_FLAGS, "restart",
+                 lambda o: {"t": o["timeout"] or None, "signal": o["signal"] or None})
 
 
 def kill(ctx, argv) -> int:
-    spec = Spec("berth kill [OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running "
-                "containers", [Flag("-s,--signal", "str", help="Signal to send to the "
-                                    "container")], 1)
-    parsed = spec.parse(ctx, argv)
-    if parsed is None:
-        return 0
-    opts, names = parsed
-    q = {"signal": opts["signal"] or None}
-    return _names(ctx, names, lambda n: ctx.client.call("POST", f"/containers/{n}/kill", q))
+    return _each(ctx, argv, "berth kill [OPTIONS] CONTAINER [CONTAINER...]",
+                 "Kill one or more running containers",
+                 [Flag("-s,--signal", "str", help="Signal to send to the container")], "kill",
+                 lambda o: {"signal": o["signal"] or None})
 
 
 def rm(ctx, argv) -> int:
@@ -405,22 +396,15 @@ def rm(ctx, argv) -> int:
 
 
 def pause(ctx, argv) -> int:
-    spec = Spec("berth pause CONTAINER [CONTAINER...]", "Pause all processes within one or more "
-                "containers", [], 1)
-    parsed = spec.parse(ctx, argv)
-    if parsed is None:
-        return 0
-    return _names(ctx, parsed[1], lambda n: ctx.client.call("POST", f"/containers/{n}/pause"))
+    return _each(ctx, argv, "berth pause CONTAINER [CONTAINER...]",
+                 "Pause all processes within one or more containers", [], "pause",
+                 lambda o: None)
 
 
 def unpause(ctx, argv) -> int:
-    spec = Spec("berth unpause CONTAINER [CONTAINER...]", "Unpause all processes within one or "
-                "more containers", [], 1)
-    parsed = spec.parse(ctx, argv)
-    if parsed is None:
-        return 0
-    return _names(ctx, parsed[1],
-                  lambda n: ctx.client.call("POST", f"/containers/{n}/unpause"))
+    return _each(ctx, argv, "berth unpause CONTAINER [CONTAINER...]",
+                 "Unpause all processes within one or more containers", [], "unpause",
+                 lambda o: None)
 
 
 def rename(ctx, argv) -> int:
@@ -1054,7 +1038,6 @@ def commit(ctx, argv) -> int:
 
 
 def prune(ctx, argv) -> int:
-    from .format import human_size
     from .system import parse_filter_flags
 
     spec = Spec("berth container prune [OPTIONS]", "Remove all stopped containers", [
@@ -1065,19 +1048,29 @@ def prune(ctx, argv) -> int:
     if parsed is None:
         return 0
     opts, _ = parsed
-    if not opts["force"]:
-        ctx.out.write("WARNING! This will remove all stopped containers.\nAre you sure you want "
-                      "to continue? [y/N] ")
-        ctx.out.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    if not opts["force"] and not confirm(ctx, "WARNING! This will remove all stopped "
+                                              "containers."):
+        return 0
     filters = parse_filter_flags(opts["filter"])
     res = ctx.client.call("POST", "/containers/prune",
                           {"filters": fastjson.dumps(filters)} if filters else None)
-    deleted = res.get("ContainersDeleted") or []
+    return prune_report(ctx, "Containers", res.get("ContainersDeleted"),
+                        res.get("SpaceReclaimed", 0))
+
+
+def confirm(ctx, warning: str) -> bool:
+    ctx.out.write(warning + "\nAre you sure you want to continue? [y/N] ")
+    ctx.out.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def prune_report(ctx, what: str, deleted: list | None, space: int) -> int:
+    """docker's prune output: the removed, then the space they took."""
+    from .format import human_size
+
     if deleted:
-        ctx.out.write("Deleted Containers:\n" + "".join(d + "\n" for d in deleted) + "\n")
-    ctx.out.write(f"Total reclaimed space: {human_size(res.get('SpaceReclaimed', 0), 4)}\n")
+        ctx.out.write(f"Deleted {what}:\n" + "".join(d + "\n" for d in deleted) + "\n")
+    ctx.out.write(f"Total reclaimed space: {human_size(space, 4)}\n")
     return 0
 
 

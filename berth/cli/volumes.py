@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 from berth import fastjson
 
 from .client import APIError
 from .common import Spec
 from .flags import Flag
-from .format import human_size, render
+from .format import render
 from .system import parse_filter_flags
 
 
@@ -123,22 +121,18 @@ def prune(ctx, argv) -> int:
     if parsed is None:
         return 0
     opts, _ = parsed
-    if not opts["force"]:
-        ctx.out.write("WARNING! This will remove anonymous local volumes not used by at least "
-                      "one container.\nAre you sure you want to continue? [y/N] ")
-        ctx.out.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    from .containers import confirm, prune_report
+
+    if not opts["force"] and not confirm(ctx, "WARNING! This will remove anonymous local "
+                                              "volumes not used by at least one container."):
+        return 0
     filters = parse_filter_flags(opts["filter"])
     if opts["all"]:
         filters["all"] = ["true"]
     res = ctx.client.call("POST", "/volumes/prune",
                           {"filters": fastjson.dumps(filters)} if filters else None)
-    deleted = res.get("VolumesDeleted") or []
-    if deleted:
-        ctx.out.write("Deleted Volumes:\n" + "".join(d + "\n" for d in deleted) + "\n")
-    ctx.out.write(f"Total reclaimed space: {human_size(res.get('SpaceReclaimed', 0), 4)}\n")
-    return 0
+    return prune_report(ctx, "Volumes", res.get("VolumesDeleted"),
+                        res.get("SpaceReclaimed", 0))
 
 
 COMMANDS = {"create": create, "ls": ls, "inspect": inspect, "rm": rm, "prune": prune}

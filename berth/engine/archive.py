@@ -98,6 +98,31 @@ class Session:
             self.c.lock.release()
 
 
+async def _spawn(where: list[str], *args: str, stdin=None):
+    argv, env = _helper_argv(*where, *args)
+    return await asyncio.create_subprocess_exec(
+        *argv, env=env, stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK)
+
+
+async def _drain(proc, session: Session, what: str) -> AsyncIterator[bytes]:
+    """The helper's stdout in chunks; its error (if it fails) at the end; cleanup always."""
+    try:
+        while True:
+            b = await proc.stdout.read(CHUNK)
+            if not b:
+                break
+            yield b
+        await proc.wait()
+        if proc.returncode != 0:
+            _raise_helper(await proc.stderr.read(), what)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await session.__aexit__(None, None, None)
+
+
 def encode_stat(st: dict) -> str:
     """The X-Docker-Container-Path-Stat header value."""
     return base64.b64encode(json.dumps(st, separators=(",", ":")).encode()).decode()
@@ -107,11 +132,7 @@ async def stat(service, c, path: str) -> dict:
     if not path:
         raise errors.InvalidArgument("Path cannot be empty")
     async with Session(service, c) as where:
-        argv, env = _helper_argv(*where, "stat", path)
-        proc = await asyncio.create_subprocess_exec(*argv, env=env,
-                                                    stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
+        proc = await _spawn(where, "stat", path)
         out, err = await proc.communicate()
     if proc.returncode != 0:
         _fix_not_found(err, path, c.id)
@@ -135,12 +156,7 @@ async def get(service, c, path: str) -> tuple[dict, AsyncIterator[bytes]]:
     session = Session(service, c)
     where = await session.__aenter__()
     try:
-        argv, env = _helper_argv(*where, "get", path)
-        proc = await asyncio.create_subprocess_exec(*argv, env=env,
-                                                    stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE,
-                                                    limit=CHUNK)
+        proc = await _spawn(where, "get", path)
         line = await proc.stdout.readline()
         if not line:
             err = await proc.stderr.read()
@@ -150,22 +166,7 @@ async def get(service, c, path: str) -> tuple[dict, AsyncIterator[bytes]]:
     except BaseException:
         await session.__aexit__(None, None, None)
         raise
-
-    async def chunks():
-        try:
-            while True:
-                b = await proc.stdout.read(CHUNK)
-                if not b:
-                    break
-                yield b
-            await proc.wait()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            await session.__aexit__(None, None, None)
-
-    return st, chunks()
+    return st, _drain(proc, session, "archive")
 
 
 async def put(service, c, path: str, body: AsyncIterator[bytes], no_overwrite: bool,
@@ -189,11 +190,7 @@ async def put(service, c, path: str, body: AsyncIterator[bytes], no_overwrite: b
         args = [*where, "put", path, "--chown", chown]
         if no_overwrite:
             args.append("--no-overwrite-dir-non-dir")
-        argv, env = _helper_argv(*args)
-        proc = await asyncio.create_subprocess_exec(*argv, env=env,
-                                                    stdin=asyncio.subprocess.PIPE,
-                                                    stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.PIPE)
+        proc = await _spawn(args, stdin=asyncio.subprocess.PIPE)
         try:
             async for chunk in body:
                 proc.stdin.write(chunk)
@@ -226,33 +223,11 @@ async def export(service, c) -> AsyncIterator[bytes]:
     if where[0] == "--root":
         where = where[:2]  # export is the rootfs alone: no volumes, as docker export
     try:
-        argv, env = _helper_argv(*where, "export")
-        proc = await asyncio.create_subprocess_exec(*argv, env=env,
-                                                    stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE,
-                                                    limit=CHUNK)
+        proc = await _spawn(where, "export")
     except BaseException:
         await session.__aexit__(None, None, None)
         raise
-
-    async def chunks():
-        try:
-            while True:
-                b = await proc.stdout.read(CHUNK)
-                if not b:
-                    break
-                yield b
-            await proc.wait()
-            if proc.returncode != 0:
-                _raise_helper(await proc.stderr.read(), "export")
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            await session.__aexit__(None, None, None)
-
-    return chunks()
+    return _drain(proc, session, "export")
 
 
 # --- diff ---------------------------------------------------------------------------------

@@ -602,8 +602,6 @@ class ContainerService:
             spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"]
                                            if n["type"] != "uts"]
             spec.pop("hostname", None)
-        if net_mode == "host":
-            spec.pop("hostname", None) if host.get("UTSMode") == "host" else None
         atomic.write_text(os.path.join(run_dir, "config.json"),
                           json.dumps(spec, separators=(",", ":")), 0o600, sync=False)
 

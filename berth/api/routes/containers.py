@@ -16,7 +16,7 @@ from berth.engine import container_state as cs
 from berth.engine import container_views as views
 from berth.engine import stats as stats_mod
 from berth.engine.containers import NotModified, PendingAttach
-from berth.errors import Conflict, InvalidArgument, NotFound
+from berth.errors import Conflict, InvalidArgument
 
 from ..http import HijackResponse, Request, Response, StreamResponse, json_response, no_content
 from ..streams import run_sync
@@ -94,12 +94,7 @@ async def pump(att, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
         if task is not None:
             task.cancel()
         await att.close()
-        try:
-            await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
-        except (ConnectionError, OSError, RuntimeError):
-            pass
+        await _end(writer)
 
 
 def register(router, engine) -> None:
@@ -427,5 +422,3 @@ def _now_ns() -> int:
 
     return time.time_ns()
 
-
-_ = NotFound
