@@ -770,6 +770,12 @@ class ContainerService:
             await c.client.kill(sig, stop=manual)
         except BerthError as e:
             raise NotRunning(f"Cannot kill container: {ref}: {e}") from None
+        if sig == SIGKILL:
+            # as dockerd: a kill with SIGKILL answers once the container is stopped
+            try:
+                await asyncio.wait_for(self._monitor_done(c), 10)
+            except TimeoutError:
+                log.warning("container %s: still running 10 s after SIGKILL", c.id[:12])
 
     async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None
                       ) -> None:

@@ -111,3 +111,25 @@ def test_attach_socket_and_wait(bd):
     assert b"got value\n" in out
     # non-tty attach is framed: stream type 1, three zero bytes, big-endian length
     assert out.startswith(b"\x01\x00\x00\x00")
+
+
+def test_kill_then_remove_and_volumes_api(bd):
+    client = bd.client()
+    ct = client.containers.run("busybox", "sleep 100", detach=True, network_mode="none",
+                               mem_limit="64m", pids_limit=10, read_only=True,
+                               tmpfs={"/run": "size=1m"}, user="nobody", hostname="pyhost",
+                               init=True)
+    ct.reload()
+    hc = ct.attrs["HostConfig"]
+    assert (hc["Memory"], hc["PidsLimit"], hc["Init"], hc["ReadonlyRootfs"]) == \
+        (64 << 20, 10, True, True)
+    assert ct.exec_run("id -un").output == b"nobody\n"
+    ct.kill()  # SIGKILL: answered once the container is stopped, so remove works at once
+    ct.remove()
+    v = client.volumes.create("pyvol", labels={"x": "1"})
+    assert client.volumes.get("pyvol").attrs["Labels"] == {"x": "1"}
+    assert client.containers.run("busybox", ["sh", "-c", "echo v > /v/f; cat /v/f"],
+                                 volumes={"pyvol": {"bind": "/v", "mode": "rw"}},
+                                 remove=True, network_mode="none") == b"v\n"
+    v.remove()
+    assert client.volumes.list() == []
