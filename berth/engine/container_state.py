@@ -158,7 +158,14 @@ def status_text(s: dict, restart_count: int = 0) -> str:
     st = s["Status"]
     if st in (RUNNING, PAUSED):
         txt = "Up " + human_duration(time.time() - parse_rfc3339(s["StartedAt"]))
-        return txt + " (Paused)" if st == PAUSED else txt
+        if st == PAUSED:
+            return txt + " (Paused)"
+        health = (s.get("Health") or {}).get("Status")
+        if health == "starting":
+            return txt + " (health: starting)"
+        if health in ("healthy", "unhealthy"):
+            return f"{txt} ({health})"
+        return txt
     if st == RESTARTING:
         return (f"Restarting ({s['ExitCode']}) "
                 f"{human_duration(time.time() - parse_rfc3339(s['FinishedAt']))} ago")

@@ -235,7 +235,8 @@ def match(service, c, filters: dict[str, list[str]]) -> bool:
                 return False
         if k == "is-task" and "true" in wanted:
             return False
-        if k == "health" and "none" not in wanted:
+        if k == "health" and ((c.state.get("Health") or {}).get("Status") or "none") \
+                not in wanted:
             return False
         if k == "expose":
             ports = set(rec["Config"].get("ExposedPorts") or {})

@@ -121,7 +121,7 @@ def _init_binary() -> str | None:
 class Container:
     """One container in memory: its record (what config.v2.json holds) and live links."""
 
-    __slots__ = ("attach_waiters", "client", "exit_waiters", "id", "lock", "monitor",
+    __slots__ = ("attach_waiters", "client", "exit_waiters", "health", "id", "lock", "monitor",
                  "mounted", "rec", "removed", "removed_waiters", "stopping", "volumes_held")
 
     def __init__(self, rec: dict) -> None:
@@ -137,6 +137,7 @@ class Container:
         self.removed = False
         self.stopping = False
         self.volumes_held: list[str] = []
+        self.health = None  # the HealthMonitor while a check runs
 
     @property
     def name(self) -> str:
@@ -522,9 +523,23 @@ class ContainerService:
         c.rec["State"] = cs.transition(c.state, "start", c.id, pid=pid)
         c.rec["HasBeenStartedBefore"] = True
         c.rec["HasBeenManuallyStopped"] = False
+        self._start_health(c)
         self._save(c)
         self.events.publish("container", "start", c.id, self._event_attrs(c))
         c.monitor = asyncio.ensure_future(self._follow(c))
+
+    def _start_health(self, c: Container) -> None:
+        from .health import HealthMonitor, probe_args
+
+        self._stop_health(c)
+        if probe_args(c.rec["Config"].get("Healthcheck")) is not None:
+            c.health = HealthMonitor(self, c)
+            c.health.start()
+
+    def _stop_health(self, c: Container) -> None:
+        if c.health is not None:
+            c.health.stop()
+            c.health = None
 
     def _start_failed(self, c: Container, e: BaseException,
                       prefix: str = "failed to create task: OCI runtime create failed: "
@@ -662,6 +677,7 @@ class ContainerService:
                 c.rec["State"] = cs.transition(c.state, "restarting", c.id, exit_code=code,
                                                oom_killed=ev.get("oom_killed"),
                                                finished_at=_ns_rfc3339(ev.get("exited_at")))
+                self._stop_health(c)
                 self._save(c)
                 self.events.publish("container", "die", c.id,
                                     self._event_attrs(c, exitCode=code))
@@ -670,6 +686,7 @@ class ContainerService:
                 c.rec["RestartCount"] = ev.get("restart_count", c.rec["RestartCount"] + 1)
                 c.rec["State"] = cs.transition(c.state, "start", c.id, pid=ev.get("pid", 0),
                                                started_at=_ns_rfc3339(ev.get("started_at")))
+                self._start_health(c)
                 self._save(c)
                 self.events.publish("container", "start", c.id, self._event_attrs(c))
             elif name in ("exec-exit",) and self.execs is not None:
@@ -694,6 +711,7 @@ class ContainerService:
         await self._exited(c, rec)
 
     async def _exited(self, c: Container, rec: dict) -> None:
+        self._stop_health(c)
         client, c.client = c.client, None
         if client is not None:
             await client.close()
@@ -1152,6 +1170,10 @@ class ContainerService:
             if st.get("status") == "paused" and c.state["Status"] != cs.PAUSED:
                 c.rec["State"] = dict(c.state, Status=cs.PAUSED, Paused=True)
             c.monitor = asyncio.ensure_future(self._follow(c))
+            health = c.state.get("Health")
+            self._start_health(c)
+            if health and c.health is not None:
+                c.rec["State"]["Health"] = health  # the status it had; the probes go on
             log.info("container %s: reconnected to its shim (pid %s)", c.id[:12],
                      st.get("shim_pid"))
             return
@@ -1167,6 +1189,8 @@ class ContainerService:
 
     async def close(self) -> None:
         """berthd is stopping: containers keep running (live restore); links are dropped."""
+        for c in self.by_id.values():
+            self._stop_health(c)
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
         for c in self.by_id.values():

@@ -100,6 +100,12 @@ class ExecService:
                     "privileged": cfg["Privileged"], "tty": cfg["Tty"], "user": cfg["User"]},
                 "Running": x.running, "Pid": x.pid}
 
+    def probe_process(self, c, args: list[str]) -> dict:
+        """The OCI process of a health probe: the container's user, env and workdir."""
+        cfg = {"Cmd": args, "User": "", "Env": [], "Tty": False, "Privileged": False,
+               "WorkingDir": "", "ConsoleSize": None}
+        return self._process(c, ExecRecord("health", c.id, cfg))
+
     def _process(self, c, x: ExecRecord) -> dict:
         cfg = x.config
         rec = c.rec

@@ -235,3 +235,27 @@ def test_logs_since_until_and_exec_detached(bd):
     full = bd.berth("ps", "--no-trunc", "--format", "{{.ID}} {{.Command}}").stdout
     assert len(full.split()[0]) == 64 and '"sh -c \'echo early; sleep 1.2; echo late; ' \
         "sleep 300'\"" in full
+
+
+def test_health_check(bd):
+    bd.berth("run", "-d", "--name", "hc", "--network", "none", "--health-cmd",
+             "test -f /tmp/ok", "--health-interval", "200ms", "--health-retries", "2",
+             "busybox", "sleep", "300")
+
+    def status():
+        return bd.berth("inspect", "-f", "{{.State.Health.Status}}", "hc").stdout.strip()
+
+    def wait_for(want):
+        deadline = time.monotonic() + 10
+        while status() != want and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return status()
+
+    assert wait_for("unhealthy") == "unhealthy"
+    bd.berth("exec", "hc", "touch", "/tmp/ok")
+    assert wait_for("healthy") == "healthy"
+    assert bd.berth("ps", "--format", "{{.Status}}").stdout.endswith("(healthy)\n")
+    assert bd.berth("ps", "-q", "--filter", "health=healthy").stdout.strip()
+    h = json.loads(bd.berth("inspect", "-f", "{{json .State.Health}}", "hc").stdout)
+    assert h["FailingStreak"] == 0 and h["Log"][-1]["ExitCode"] == 0
+    assert bd.docker("inspect", "-f", "{{.State.Health.Status}}", "hc").stdout == "healthy\n"
