@@ -1114,7 +1114,7 @@ class ContainerService:
                 await asyncio.to_thread(self._teardown, c)
                 continue
             await self._reconnect(c, to_start)
-        for c in self.by_id.values():
+        for c in list(self.by_id.values()):
             if c.rec["HostConfig"].get("AutoRemove") and not cs.is_running(c.state) and \
                     c.rec.get("HasBeenStartedBefore"):
                 await self._remove(c, remove_volumes=True, from_monitor=True)
@@ -1189,14 +1189,14 @@ class ContainerService:
 
     async def close(self) -> None:
         """berthd is stopping: containers keep running (live restore); links are dropped."""
-        for c in self.by_id.values():
+        for c in list(self.by_id.values()):
             self._stop_health(c)
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
-        for c in self.by_id.values():
+        for c in list(self.by_id.values()):
             if c.monitor is not None:
                 c.monitor.cancel()
-        for c in self.by_id.values():
+        for c in list(self.by_id.values()):
             if c.monitor is not None:
                 try:
                     await c.monitor

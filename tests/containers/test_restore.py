@@ -72,6 +72,8 @@ def test_containers_survive_berthd_kill9(base):
              "echo before; trap 'echo term; exit 0' TERM; while true; do sleep 0.1; done")
     d1.berth("run", "-d", "--name", "ender", "--network", "none", "busybox", "sh", "-c",
              "sleep 2; exit 5")
+    d1.berth("run", "-d", "--rm", "--name", "rmender", "--network", "none", "busybox", "sh",
+             "-c", "sleep 2")
     pid = int(d1.berth("inspect", "-f", "{{.State.Pid}}", "survivor").stdout)
     kill9(d1)
     os.kill(pid, 0)  # still running with berthd gone
@@ -81,6 +83,11 @@ def test_containers_survive_berthd_kill9(base):
         == f"running {pid}\n"
     assert d2.berth("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ender").stdout \
         == "exited 5\n"
+    deadline = time.monotonic() + 5  # --rm: removed once the new berthd saw it had exited
+    while "rmender" in d2.berth("ps", "-a", "--format", "{{.Names}}").stdout and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "rmender" not in d2.berth("ps", "-a", "--format", "{{.Names}}").stdout
     assert d2.berth("logs", "survivor").stdout == "before\n"
     assert d2.berth("exec", "survivor", "echo", "exec works").stdout == "exec works\n"
     waiter = subprocess.Popen(["docker", "-H", d2.host, "wait", "survivor"],
