@@ -86,3 +86,18 @@ def test_diff_commit_export(bd, tmp_path):
         assert "newdir/f" in t.getnames()
     bd.berth("rm", "chg")
     bd.berth("rmi", "committed:1")
+
+
+def test_a_container_keeps_its_image(bd, tmp_path):
+    bd.berth("run", "--name", "mk", "--network", "none", "busybox", "touch", "/made")
+    iid = bd.berth("commit", "mk").stdout.strip()  # untagged: dangling, what prune takes
+    bd.berth("rm", "mk")
+    bd.berth("create", "--name", "user", iid, "true")
+    r = bd.berth("rmi", iid, check=False)
+    assert r.returncode == 1 and "image is being used by stopped container" in r.stderr
+    bd.berth("image", "prune", "-f")
+    assert iid in bd.berth("images", "-q", "--no-trunc", "-a").stdout  # in use: kept
+    bd.berth("start", "-a", "user")  # and its layers too
+    bd.berth("rm", "user")
+    bd.berth("image", "prune", "-f")
+    assert iid not in bd.berth("images", "-q", "--no-trunc", "-a").stdout
