@@ -116,7 +116,7 @@ echo "berth run --rm --network none -m 64m --pids-limit 32 busybox ... :"
 berth run --rm --network none -m 64m --pids-limit 32 --name berth-quickstart \
     -h berth-quickstart busybox sh -c '
 echo "hostname:     $(hostname)"
-echo "pid 1:        $(tr "\0" " " < /proc/1/cmdline | cut -d" " -f1-2) ... (this script)"
+echo "pid 1:        $(tr "\0\n" "  " < /proc/1/cmdline | cut -c1-5) ... (this script)"
 echo "processes:    $(ls -d /proc/[0-9]* | wc -l) visible (the host has many more)"
 echo "root:         $(echo $(ls /))"
 echo "capabilities: $(grep CapEff /proc/self/status | cut -f2) (Docker'"'"'s default set)"
