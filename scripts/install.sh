@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 # seccomp filters, nftables and iproute2 for networking, util-linux/procps for mount and ps.
 pkgs=(python3 python3-venv python3-dev gcc busybox-static libseccomp2 nftables iproute2
       util-linux procps iptables kmod ca-certificates)
+# containers: `run --init` binds tini-static (what Docker ships as docker-init)
+pkgs+=(tini)
 if [ "${1:-}" = "--test" ]; then
     pkgs+=(runc skopeo umoci docker.io docker-registry podman wrk jq psmisc attr
            conntrack e2fsprogs hyperfine openssl curl)
