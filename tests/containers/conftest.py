@@ -12,6 +12,14 @@ from conftest import _start_berthd  # the root conftest (tests/conftest.py)
 CGROUP_PARENT = f"berth-test-{os.getpid()}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cgroup_parent():
+    """Every daemon of these tests puts its containers' cgroups under CGROUP_PARENT; it goes
+    at the end of the session, whichever tests ran."""
+    yield
+    remove_cgroup_parent(CGROUP_PARENT)
+
+
 @pytest.fixture(scope="session")
 def cbd(busybox_tar):
     """A berthd (its own root, run dir, socket, cgroup parent) with busybox:latest."""
@@ -21,7 +29,6 @@ def cbd(busybox_tar):
         yield d
     finally:
         d.stop()
-        remove_cgroup_parent(CGROUP_PARENT)
 
 
 def remove_cgroup_parent(name: str) -> None:
