@@ -119,7 +119,7 @@ def parse(flags: list[Flag], argv: list[str], interspersed: bool = True):
             j = 1
             while j < len(a):
                 name = "-" + a[j]
-                if name == "-h":
+                if name == "-h" and name not in by_name:  # run/create: -h is --hostname
                     values["help"] = True
                     j += 1
                     continue

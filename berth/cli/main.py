@@ -43,7 +43,7 @@ ROUTES: dict[tuple[str, ...], tuple[str, str]] = {
     ("history",): ("images", "history"),
     ("image", "history"): ("images", "history"),
     ("image", "inspect"): ("images", "inspect"),
-    ("inspect",): ("images", "inspect_any"),
+    ("inspect",): ("containers", "inspect_any"),
     ("image", "prune"): ("images", "prune"),
     # registries (berth/cli/registry.py)
     ("pull",): ("registry", "pull"),
@@ -53,9 +53,28 @@ ROUTES: dict[tuple[str, ...], tuple[str, str]] = {
     ("login",): ("registry", "login"),
     ("logout",): ("registry", "logout"),
     ("registry",): ("registry", "registry"),
+    # containers, exec, volumes (issue 4)
+    **{(c,): ("containers", c) for c in (
+        "run", "create", "start", "stop", "restart", "kill", "rm", "ps", "logs", "attach",
+        "wait", "top", "stats", "cp", "pause", "unpause", "rename", "commit", "diff", "export",
+        "update")},
+    **{("container", c): ("containers", c) for c in (
+        "run", "create", "start", "stop", "restart", "kill", "rm", "logs", "attach", "wait",
+        "top", "stats", "cp", "pause", "unpause", "rename", "commit", "diff", "export", "prune",
+        "inspect", "update")},
+    ("container", "ls"): ("containers", "ps"),
+    ("container", "list"): ("containers", "ps"),
+    ("container", "ps"): ("containers", "ps"),
+    ("container", "remove"): ("containers", "rm"),
+    ("exec",): ("execs", "exec"),
+    ("container", "exec"): ("execs", "exec"),
+    **{("volume", c): ("volumes", c) for c in ("create", "ls", "inspect", "rm", "prune")},
+    ("volume", "list"): ("volumes", "ls"),
+    ("volume", "remove"): ("volumes", "rm"),
 }
 
-GROUPS = {"image": "Manage images", "system": "Manage berth"}
+GROUPS = {"image": "Manage images", "system": "Manage berth", "container": "Manage containers",
+          "volume": "Manage volumes"}
 
 
 class Context:
