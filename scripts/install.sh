@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 # seccomp filters, nftables and iproute2 for networking, util-linux/procps for mount and ps.
 pkgs=(python3 python3-venv python3-dev gcc busybox-static libseccomp2 nftables iproute2
       util-linux procps iptables kmod ca-certificates)
+# containers: `run --init` binds tini-static (what Docker ships as docker-init)
+pkgs+=(tini)
 if [ "${1:-}" = "--test" ]; then
     pkgs+=(runc skopeo umoci docker.io docker-registry podman wrk jq psmisc attr
            conntrack e2fsprogs hyperfine openssl curl)
@@ -70,3 +72,9 @@ from berth.cli.main import main
 sys.exit(main())
 LAUNCH
 chmod 755 "$launcher"
+
+# Byte-code for every module, compiled once here: processes that start with
+# PYTHONDONTWRITEBYTECODE set (some environments set it) would otherwise compile berth's
+# modules from source at every start — the CLI, each shim and each container's runtime init
+# (several ms each on this machine).
+"$PY" -m compileall -q -j 0 berth >/dev/null

@@ -91,6 +91,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-G", "--group", default=None,
                    help=f"group owning the unix socket (default {DEFAULT_GROUP} if it exists)")
     p.add_argument("-p", "--pidfile", default=None, help="pid file (default RUN/berthd.pid)")
+    p.add_argument("--default-runtime", default=None,
+                   help="OCI runtime for containers (default berth-runtime, else runc)")
+    p.add_argument("--cgroup-parent", default="berth",
+                   help="parent cgroup of the containers' cgroups (default %(default)s)")
     p.add_argument("-D", "--debug", action="store_true", help="debug logging")
     p.add_argument("--allow-import-devices", action="store_true",
                    help="let `import` create device nodes from the tarball (refused by default)")
@@ -161,8 +165,10 @@ async def _serve(args: argparse.Namespace, gid: int) -> None:
     from .server import App
 
     engine = Engine(args.root, args.run, registry_settings(args),
-                    allow_import_devices=args.allow_import_devices)
+                    allow_import_devices=args.allow_import_devices,
+                    default_runtime=args.default_runtime, cgroup_parent=args.cgroup_parent)
     app = App(engine)
+    await engine.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -175,6 +181,7 @@ async def _serve(args: argparse.Namespace, gid: int) -> None:
         log.info("stopping on signal")
     finally:
         await app.stop()
+        await engine.stop()
         engine.close()
 
 

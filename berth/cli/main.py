@@ -43,7 +43,7 @@ ROUTES: dict[tuple[str, ...], tuple[str, str]] = {
     ("history",): ("images", "history"),
     ("image", "history"): ("images", "history"),
     ("image", "inspect"): ("images", "inspect"),
-    ("inspect",): ("images", "inspect_any"),
+    ("inspect",): ("containers", "inspect_any"),
     ("image", "prune"): ("images", "prune"),
     # registries (berth/cli/registry.py)
     ("pull",): ("registry", "pull"),
@@ -53,9 +53,28 @@ ROUTES: dict[tuple[str, ...], tuple[str, str]] = {
     ("login",): ("registry", "login"),
     ("logout",): ("registry", "logout"),
     ("registry",): ("registry", "registry"),
+    # containers, exec, volumes (issue 4)
+    **{(c,): ("containers", c) for c in (
+        "run", "create", "start", "stop", "restart", "kill", "rm", "ps", "logs", "attach",
+        "wait", "top", "stats", "cp", "pause", "unpause", "rename", "commit", "diff", "export",
+        "update")},
+    **{("container", c): ("containers", c) for c in (
+        "run", "create", "start", "stop", "restart", "kill", "rm", "logs", "attach", "wait",
+        "top", "stats", "cp", "pause", "unpause", "rename", "commit", "diff", "export", "prune",
+        "inspect", "update")},
+    ("container", "ls"): ("containers", "ps"),
+    ("container", "list"): ("containers", "ps"),
+    ("container", "ps"): ("containers", "ps"),
+    ("container", "remove"): ("containers", "rm"),
+    ("exec",): ("execs", "exec"),
+    ("container", "exec"): ("execs", "exec"),
+    **{("volume", c): ("volumes", c) for c in ("create", "ls", "inspect", "rm", "prune")},
+    ("volume", "list"): ("volumes", "ls"),
+    ("volume", "remove"): ("volumes", "rm"),
 }
 
-GROUPS = {"image": "Manage images", "system": "Manage berth"}
+GROUPS = {"image": "Manage images", "system": "Manage berth", "container": "Manage containers",
+          "volume": "Manage volumes"}
 
 
 class Context:
@@ -157,16 +176,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(ctx: Context, mod, name: str, args: list[str], cmdline: str) -> int:
     from .client import APIError, ConnectError
-    from .flags import UsageError
+    from .flags import CommandError, UsageError
 
+    ctx.cmdline = cmdline
     try:
         return mod.COMMANDS[name](ctx, args) or 0
     except UsageError as e:
-        ctx.err.write(f"{e.message}\nSee 'berth {cmdline} --help'.\n")
+        if e.usage:
+            ctx.err.write(f"{e.message}\n\nUsage:  {e.usage}\n\n"
+                          f"{e.hint} 'berth {cmdline} --help' for more information\n")
+        else:
+            ctx.err.write(f"{e.message}\nSee 'berth {cmdline} --help'.\n")
         return e.status
     except APIError as e:
         ctx.err.write(f"Error response from daemon: {e.message}\n")
         return 1
+    except CommandError as e:
+        ctx.err.write(f"{e.prefix}{e.message}\n")
+        return e.status
     except ConnectError as e:
         ctx.err.write(f"{e}\n")
         return 1

@@ -24,7 +24,7 @@ from .events import EventBus
 
 class Engine:
     def __init__(self, root: str, run: str, registry_settings=None,
-                 allow_import_devices: bool = False) -> None:
+                 allow_import_devices: bool = False, **options) -> None:
         self.root = os.path.abspath(root)
         self.run = os.path.abspath(run)
         os.makedirs(self.root, mode=0o711, exist_ok=True)
@@ -41,6 +41,9 @@ class Engine:
         self.registry_settings = registry_settings
         self._registry = None
         self._registry_lock = threading.Lock()
+        from .containers import setup_services
+
+        setup_services(self, **options)  # volumes, containers, execs (issue 4)
 
     @property
     def registry(self):
@@ -72,6 +75,14 @@ class Engine:
         atomic.write_text(p, ident + "\n")
         return ident
 
+    async def start(self) -> None:
+        """Once the event loop runs: live restore of containers (issue 4)."""
+        await self.containers.restore()
+
+    async def stop(self) -> None:
+        """Before close: drop the links to the shims; containers keep running."""
+        await self.containers.close()
+
     def close(self) -> None:
         if self._registry is not None:
             self._registry.close()
@@ -80,8 +91,13 @@ class Engine:
     def system_df(self) -> dict:
         """``GET /system/df``: images now; containers, volumes, build cache by their issues."""
         d = self.images.df()
-        return {"LayersSize": d["LayersSize"], "Images": d["Images"], "Containers": [],
-                "Volumes": [], "BuildCache": [], "BuilderSize": 0}
+        from .container_views import list_containers
+
+        for img in d["Images"]:
+            img["Containers"] = len(self.containers.image_users(img.get("Id", "")))
+        return {"LayersSize": d["LayersSize"], "Images": d["Images"],
+                "Containers": list_containers(self.containers, True, -1, True),
+                "Volumes": self.volumes.usage(), "BuildCache": [], "BuilderSize": 0}
 
     # --- system -------------------------------------------------------------------------
     def version(self, api_version: str, min_api_version: str) -> dict:
@@ -125,12 +141,13 @@ class Engine:
         except OSError:
             pass
         cgroup_version = "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+        counts = self.containers.counts()
         return {
             "ID": self.id,
-            "Containers": 0,
-            "ContainersRunning": 0,
-            "ContainersPaused": 0,
-            "ContainersStopped": 0,
+            "Containers": counts["Containers"],
+            "ContainersRunning": counts["ContainersRunning"],
+            "ContainersPaused": counts["ContainersPaused"],
+            "ContainersStopped": counts["ContainersStopped"],
             "Images": images,
             "Driver": "overlay2",
             "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"],
@@ -172,8 +189,8 @@ class Engine:
             "Labels": [],
             "ExperimentalBuild": False,
             "ServerVersion": __version__,
-            "Runtimes": {"berth-runtime": {"path": "berth-runtime"}, "runc": {"path": "runc"}},
-            "DefaultRuntime": "berth-runtime",
+            "Runtimes": {n: {"path": p} for n, p in self.containers.runtimes.items()},
+            "DefaultRuntime": self.containers.default_runtime,
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                       "ControlAvailable": False, "Error": "", "RemoteManagers": None},
             "LiveRestoreEnabled": True,
