@@ -87,17 +87,17 @@ def test_pull_stream_fields_match_dockerd(daemons, berth_registry, image):
         streams[who] = msgs
     for who, msgs in streams.items():
         # a message has no progressDetail; a layer's update always has one
-        assert msgs[0] == {"status": "Pulling from par/app", "id": "1"}, who
+        assert msgs[0] == {"status": "Pulling from par/app", "id": "1"}, (who, msgs)
         assert msgs[-2:] == [{"status": f"Digest: {image.manifest_digest}"},
                              {"status": "Status: Downloaded newer image for "
-                                        f"{berth_registry.host}/par/app:1"}], who
+                                        f"{berth_registry.host}/par/app:1"}], (who, msgs)
         layer_msgs = [m for m in msgs[1:-2]]
         assert all("id" in m and "progressDetail" in m for m in layer_msgs), who
         ids = {m["id"] for m in layer_msgs}
-        assert ids == {d[7:19] for d, _ in image.layers}, who
+        assert ids == {d[7:19] for d, _ in image.layers}, (who, msgs)
         # the two layers past the 3-download limit wait for their turn, as dockerd says
         waiting = [m["id"] for m in layer_msgs if m["status"] == "Waiting"]
-        assert len(waiting) == 2, (who, waiting)
+        assert len(waiting) == 2, (who, msgs)
         for m in layer_msgs:
             if m["status"] in ("Downloading", "Extracting") and "current" in m["progressDetail"]:
                 d = m["progressDetail"]
@@ -106,7 +106,7 @@ def test_pull_stream_fields_match_dockerd(daemons, berth_registry, image):
                     # docker's full bar keeps its arrow, and sizes have 4 digits
                     assert m["progress"].startswith("[" + "=" * 50 + ">]"), (who, m)
         completes = [m["id"] for m in layer_msgs if m["status"] == "Pull complete"]
-        assert sorted(completes) == sorted(ids), who
+        assert sorted(completes) == sorted(ids), (who, msgs)
     # a second pull of an image the daemon has whole lists no layer at all
     for who, d in daemons.items():
         status, msgs = call(d, "POST", f"/images/create?fromImage={berth_registry.host}/par/app"
