@@ -248,11 +248,9 @@ def _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds
     if not os.path.isdir(rootfs):
         raise InvalidConfig(f"root.path: rootfs {rootfs} is not a directory")
     join, new = {}, []
-    for n in linux.get("namespaces") or ():
+    for i, n in enumerate(linux.get("namespaces") or ()):
         if n.get("path"):
-            if not os.path.exists(n["path"]):
-                raise InvalidConfig(f"linux.namespaces: {n['type']} namespace path "
-                                    f"{n['path']} does not exist")
+            _check_ns_path(f"linux.namespaces[{i}].path", n["type"], n["path"])
             join[n["type"]] = n["path"]
         else:
             new.append(n["type"])
@@ -341,6 +339,26 @@ def _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds
         _destroy(root, cid, st, cg, run_poststop=False)
         raise
     return st, init
+
+
+def _check_ns_path(field: str, typ: str, path: str) -> None:
+    """A namespace to join must be a namespace of its type (runtime-spec: a path of another
+    type is an error), found out before anything is made."""
+    from berth.linux import ns as lns
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise InvalidConfig(f"{field}: {typ} namespace {path}: {e.strerror}") from None
+    try:
+        got = lns.ns_type(fd)
+    except OSError:
+        raise InvalidConfig(f"{field}: {path} is not a namespace") from None
+    finally:
+        os.close(fd)
+    if got != spec.NAMESPACES[typ]:
+        name = next((k for k, v in spec.NAMESPACES.items() if v == got), hex(got))
+        raise InvalidConfig(f"{field}: {path} is a {name} namespace, not {typ}")
 
 
 def _kill_wait(pid: int, st: dict, timeout: float = 10.0) -> None:

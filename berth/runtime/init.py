@@ -142,7 +142,7 @@ def stage0(ch: Channel, plan: dict, console: int) -> None:
         plan["fifo_fd"] = os.open(plan["fifo"], os.O_PATH | os.O_CLOEXEC)
     for t, fd in join:
         try:
-            lns.setns(fd, 0)
+            lns.setns(fd, NAMESPACE_FLAGS[t])
         except OSError as e:
             raise OSError(e.errno, f"join {t} namespace: {e.strerror}") from None
         os.close(fd)
@@ -225,7 +225,9 @@ def pid1(ch: Channel, plan: dict, console: int) -> None:
             lns.setdomainname(cfg["domainname"])
         fifo = plan["fifo_fd"]
         rf = Rootfs(plan)
-        if "mount" in plan["new"]:
+        # A mount namespace joined by path is set up as a new one is (runc does the same).
+        mntns = "mount" in plan["new"] or "mount" in plan["join"]
+        if mntns:
             rf.prepare()
         hooks = cfg.get("hooks") or {}
         if hooks.get("createRuntime") or hooks.get("prestart"):
@@ -235,11 +237,17 @@ def pid1(ch: Channel, plan: dict, console: int) -> None:
             from berth.runtime import hooks as rh
 
             rh.run("createContainer", h, plan["state"])
-        if "mount" in plan["new"]:
+        if mntns:
             rf.pivot()
             rf.finalize()
         else:
+            # Without a mount namespace nothing is mounted (runc would mount in the host's
+            # namespace and leave it there); the rootfs may have no /proc to reopen the fifo
+            # through, so our fd table is reached through the host's, opened now.
+            fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            plan["fd_dir"] = fds
             os.chroot(plan["rootfs"])
+            os.chdir("/")
     else:
         # Not every namespace changes the root: the container's mount ns does.
         os.chdir("/")
@@ -254,7 +262,12 @@ def pid1(ch: Channel, plan: dict, console: int) -> None:
     if exec_mode:
         exec_process(path, proc, env, plan)
     ch.close()
-    wfd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    fds = plan.get("fd_dir")
+    if fds is not None:
+        wfd = os.open(str(fifo), os.O_WRONLY | os.O_CLOEXEC, dir_fd=fds)
+        os.close(fds)
+    else:
+        wfd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
     os.write(wfd, b"0")
     os.close(wfd)
     os.close(fifo)
@@ -377,6 +390,10 @@ def finish_process(proc: dict, plan: dict, env: list[str]) -> None:
             except (OSError, ValueError) as e:
                 raise OSError(getattr(e, "errno", 22) or 22,
                               f"setrlimit {r['type']}: {e}") from None
+    home = _home(user_uid(proc)) if _env_get(env, "HOME") is None else None
+    # Before any filter: what comes after a seccomp load is limited to the syscalls runc makes
+    # there too (a profile without close_range, as runtime-tools' and older Docker's, works).
+    ready_fds_and_signals(plan)
     if plan.get("early_seccomp"):
         load_seccomp(plan["early_seccomp"])
     caps = proc.get("capabilities")
@@ -419,8 +436,12 @@ def finish_process(proc: dict, plan: dict, env: list[str]) -> None:
     if proc.get("noNewPrivileges"):
         lp.prctl(lp.PR_SET_NO_NEW_PRIVS, 1)
     os.umask(user.get("umask", 0o022) if user.get("umask") is not None else 0o022)
-    if _env_get(env, "HOME") is None:
-        env.append("HOME=" + _home(uid))
+    if home is not None:
+        env.append("HOME=" + home)
+
+
+def user_uid(proc: dict) -> int:
+    return (proc.get("user") or {}).get("uid", 0)
 
 
 def _mask(names: list[str] | None) -> int:
@@ -485,10 +506,13 @@ def load_seccomp(sc: dict) -> None:
         f.release()
 
 
-def exec_process(path: str, proc: dict, env: list[str], plan: dict) -> None:
+def ready_fds_and_signals(plan: dict) -> None:
+    """What execve must find: every inherited fd above the preserved ones close-on-exec (fds
+    opened after this are close-on-exec already), and the signal dispositions the interpreter
+    changed reset (its SIGINT handler, SIGPIPE and SIGXFSZ ignored)."""
     import _signal
 
-    for s in (2, 13, 25):  # the interpreter's SIGINT handler, SIGPIPE and SIGXFSZ ignored
+    for s in (2, 13, 25):
         _signal.signal(s, _signal.SIG_DFL)
     lproc.close_range(3 + plan.get("preserve_fds", 0), 0xFFFFFFFF, lproc.CLOSE_RANGE_CLOEXEC)
     for fd in range(3, 3 + plan.get("preserve_fds", 0)):
@@ -496,6 +520,9 @@ def exec_process(path: str, proc: dict, env: list[str], plan: dict) -> None:
             os.set_inheritable(fd, True)
         except OSError:
             pass
+
+
+def exec_process(path: str, proc: dict, env: list[str], plan: dict) -> None:
     envd = {}
     for e in env:
         k, _, v = e.partition("=")

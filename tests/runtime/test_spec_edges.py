@@ -1,0 +1,185 @@
+"""config.json cases that opencontainers/runtime-tools' validation suite drives and that a
+plain busybox bundle does not: namespaces joined by path (right and wrong type), no mount
+namespace at all, a seccomp profile that allows only what runc itself needs after loading it,
+non-default rootfs propagation, and resources whose controller this host lacks. Each runs
+under berth-runtime and under runc where runc can run it without harming the host.
+"""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from .conftest import run_both
+
+pytestmark = [pytest.mark.root, pytest.mark.interop]
+
+
+def _ok(res: dict) -> tuple[str, str]:
+    for name in ("runc", "berth"):
+        r = res[name]
+        assert r.returncode == 0, f"{name} failed ({r.returncode}): {r.stderr!r}"
+    return res["berth"].stdout.decode(), res["runc"].stdout.decode()
+
+
+def _empty(root) -> bool:
+    return not root.exists() or not any(root.iterdir())
+
+
+@pytest.mark.parametrize("nnp", [False, True], ids=["seccomp-early", "seccomp-late"])
+def test_seccomp_profile_without_close_range(runtimes, make_bundle, nnp):
+    """Profiles written before close_range(2) existed (runtime-tools', older Docker's) deny
+    it; what the runtime does after loading the filter must not need it."""
+
+    def edit(cfg, b):
+        cfg["process"]["noNewPrivileges"] = nnp
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+
+    res = run_both(runtimes, make_bundle, edit, ["sh", "-c", "grep ^Seccomp: /proc/self/status"],
+                   "scr")
+    b, r = _ok(res)
+    assert b == r == "Seccomp:\t2\n"
+
+
+def _child_of(pid: int) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = f.read().split()
+            if kids:
+                return int(kids[0])
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise AssertionError("unshare did not start its child")
+
+
+@pytest.fixture
+def unshare():
+    """unshare() -> pid of a process in a mount, ipc and uts namespace of its own
+    (util-linux unshare forks the sleep once it has made them)."""
+    procs = []
+
+    def start() -> int:
+        p = subprocess.Popen(["unshare", "--mount", "--ipc", "--uts", "--fork", "sleep", "300"],
+                             start_new_session=True)
+        procs.append(p)
+        return _child_of(p.pid)
+
+    try:
+        yield start
+    finally:
+        for p in procs:
+            os.killpg(p.pid, 9)
+            p.wait()
+
+
+@pytest.fixture
+def unshared(unshare):
+    return unshare()
+
+
+def test_join_mount_namespace_by_path(runtimes, make_bundle, unshare):
+    """A mount namespace joined by path is where the container's rootfs is built (runc does
+    the same; pivot_root then moves the namespace's other processes too, so each runtime
+    gets a namespace of its own): the container is in it, with its own /proc."""
+    want = {}
+
+    def edit(cfg, b):
+        pid = unshare()
+        want[b.path.name] = os.readlink(f"/proc/{pid}/ns/mnt")
+        for n in cfg["linux"]["namespaces"]:
+            if n["type"] == "mount":
+                n["path"] = f"/proc/{pid}/ns/mnt"
+
+    res = run_both(runtimes, make_bundle, edit,
+                   ["sh", "-c", "readlink /proc/self/ns/mnt; cat /proc/1/comm; true"], "mj")
+    b, r = _ok(res)
+    assert b == f"{want['bundle-mj-berth']}\nsh\n"
+    assert r == f"{want['bundle-mj-runc']}\nsh\n"
+
+
+@pytest.mark.parametrize("typ,ns", [("ipc", "net"), ("network", "mnt"), ("uts", "ipc"),
+                                    ("mount", "uts")])
+def test_namespace_path_of_another_type_is_refused(runtimes, make_bundle, unshared, typ, ns):
+    path = f"/proc/{unshared}/ns/{ns}"
+
+    def edit(cfg, b):
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"]
+                                      if n["type"] != typ] + [{"type": typ, "path": path}]
+
+    res = run_both(runtimes, make_bundle, edit, ["true"], "wt")
+    assert res["runc"].returncode != 0
+    b = res["berth"]
+    assert b.returncode == 1
+    msg = b.stderr.decode()
+    assert "linux.namespaces[" in msg and f"not {typ}" in msg and path in msg, msg
+    assert msg.count("\n") == 1
+    assert _empty(runtimes["berth"].root)  # nothing was made
+
+
+def test_no_mount_namespace(berth, make_bundle):
+    """With no mount namespace the container shares the host's, chrooted into its rootfs,
+    and nothing is mounted on the host (runc would mount the config's mounts in the host's
+    namespace and leave them there after delete, so it is not run here)."""
+    before = open("/proc/self/mountinfo").read()
+    b = make_bundle("nomnt", ["sh", "-c", "ls /bin/busybox; readlink /proc/self/ns/mnt"])
+    b.cfg["linux"]["namespaces"] = [n for n in b.cfg["linux"]["namespaces"]
+                                    if n["type"] not in ("mount", "uts")]
+    b.cfg.pop("hostname", None)
+    b.cfg["linux"].pop("maskedPaths", None)
+    b.cfg["linux"].pop("readonlyPaths", None)
+    b.write()
+    cid = berth.new_id("nomnt")
+    r = berth("create", "--bundle", str(b.path), cid)
+    assert r.returncode == 0, r.stderr
+    st = berth.state(cid)
+    assert st["status"] == "created" and st["pid"] > 0
+    assert os.readlink(f"/proc/{st['pid']}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
+    assert os.readlink(f"/proc/{st['pid']}/root") == str(b.rootfs)
+    berth("start", cid, check=True)
+    deadline = time.monotonic() + 10
+    while berth.state(cid)["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    berth("delete", cid, check=True)
+    assert open("/proc/self/mountinfo").read() == before
+
+
+@pytest.mark.parametrize("prop", ["shared", "rshared", "slave", "private"])
+def test_rootfs_propagation(runtimes, make_bundle, prop):
+    def edit(cfg, b):
+        cfg["linux"]["rootfsPropagation"] = prop
+
+    res = run_both(runtimes, make_bundle, edit, ["sh", "-c", "echo in"], f"rp{prop[:2]}")
+    b, r = _ok(res)
+    assert b == r == "in\n"
+
+
+def test_network_resources_need_their_controller(runtimes, make_bundle):
+    from berth.runtime import cgroups
+
+    fs = cgroups.CgroupFS()
+    if fs.mode() == "unified" or "net_cls" in fs.v1:
+        pytest.skip("needs a v1 host without the net_cls hierarchy")
+
+    def edit(cfg, b):
+        cfg["linux"]["resources"]["network"] = {"classID": 1048577}
+
+    made = {}
+
+    def edit_and_remember(cfg, b):
+        edit(cfg, b)
+        made[b.path.name] = cfg["linux"]["cgroupsPath"]
+
+    res = run_both(runtimes, make_bundle, edit_and_remember, ["true"], "net")
+    assert res["runc"].returncode != 0
+    b = res["berth"]
+    assert b.returncode == 1
+    assert b"linux.resources.network.classID needs the net_cls controller" in b.stderr
+    assert _empty(runtimes["berth"].root)
+    path = made["bundle-net-berth"]
+    for p in cgroups.V1Manager.for_path(path, fs).paths.values():
+        assert not os.path.exists(p), p
