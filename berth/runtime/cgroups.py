@@ -248,11 +248,21 @@ class V1Manager(Manager):
         for p in self.paths.values():
             _write(p + "/cgroup.procs", str(pid))
 
+    def _need(self, sub: str, field: str) -> str:
+        p = self.paths.get(sub)
+        if not p:
+            raise CgroupError(f"cgroup: {field} needs the {sub} controller, which is not "
+                              "mounted on this host")
+        return p
+
     def set(self, res: dict) -> None:
         if res.get("unified"):
             raise CgroupError("cgroup: linux.resources.unified needs cgroup v2")
         mem = res.get("memory") or {}
         m = self.paths.get("memory")
+        if any(mem.get(k) for k in ("limit", "reservation", "swap")) or \
+                mem.get("swappiness") is not None:
+            m = self._need("memory", "linux.resources.memory")
         if mem and m:
             limit, swap = mem.get("limit"), mem.get("swap")
             if swap is not None and not os.path.exists(m + "/memory.memsw.limit_in_bytes"):
@@ -278,6 +288,11 @@ class V1Manager(Manager):
                 _write(m + "/memory.oom_control", "1")
         cpu = res.get("cpu") or {}
         c = self.paths.get("cpu")
+        if any(cpu.get(k) for k in ("shares", "quota", "period", "realtimePeriod",
+                                    "realtimeRuntime")):
+            c = self._need("cpu", "linux.resources.cpu")
+        if cpu.get("cpus") or cpu.get("mems"):
+            self._need("cpuset", "linux.resources.cpu.cpus")
         if cpu and c:
             if cpu.get("shares"):
                 _write(c + "/cpu.shares", str(cpu["shares"]))
@@ -304,11 +319,15 @@ class V1Manager(Manager):
             if cpu.get("mems"):
                 _write(cs + "/cpuset.mems", cpu["mems"])
         pids = res.get("pids") or {}
-        if pids.get("limit") and "pids" in self.paths:
+        if pids.get("limit"):
             lim = pids["limit"]
-            _write(self.paths["pids"] + "/pids.max", str(lim) if lim > 0 else "max")
+            _write(self._need("pids", "linux.resources.pids") + "/pids.max",
+                   str(lim) if lim > 0 else "max")
         blk = res.get("blockIO") or {}
         b = self.paths.get("blkio")
+        if any(blk.get(k) for k in ("weight", "throttleReadBpsDevice", "throttleWriteBpsDevice",
+                                    "throttleReadIOPSDevice", "throttleWriteIOPSDevice")):
+            b = self._need("blkio", "linux.resources.blockIO")
         if blk and b:
             if blk.get("weight"):
                 f = "blkio.weight" if os.path.exists(b + "/blkio.weight") else "blkio.bfq.weight"
@@ -319,11 +338,16 @@ class V1Manager(Manager):
                          ("throttleWriteIOPSDevice", "write_iops_device")):
                 for d in blk.get(k) or ():
                     _write(f"{b}/blkio.throttle.{f}", f"{d['major']}:{d['minor']} {d['rate']}")
-        h = self.paths.get("hugetlb")
         for hp in res.get("hugepageLimits") or ():
-            if not h:
-                raise CgroupError("cgroup: hugepageLimits needs the hugetlb controller")
+            h = self._need("hugetlb", "linux.resources.hugepageLimits")
             _write(f"{h}/hugetlb.{hp['pageSize']}.limit_in_bytes", str(hp["limit"]))
+        net = res.get("network") or {}
+        if net.get("classID") is not None:
+            n = self._need("net_cls", "linux.resources.network.classID")
+            _write(n + "/net_cls.classid", str(net["classID"]))
+        for prio in net.get("priorities") or ():
+            n = self._need("net_prio", "linux.resources.network.priorities")
+            _write(n + "/net_prio.ifpriomap", f"{prio['name']} {prio['priority']}")
 
     def set_devices(self, rules) -> None:
         """Bring the devices cgroup to ``rules`` (a berth.runtime.devices.Rules) from whatever

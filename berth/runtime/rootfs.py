@@ -133,6 +133,40 @@ def copy_tree(src: int, dst: int) -> None:
                  follow_symlinks=False)
 
 
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parent_mount(path: str, mountinfo: str | None = None) -> tuple[str, bool]:
+    """(mount point, shared?) of the mount ``path`` is on: the longest mount point that is
+    ``path`` or one of its parents (the last one mounted there wins, as the kernel shows it)."""
+    if mountinfo is None:
+        with open("/proc/self/mountinfo") as f:
+            mountinfo = f.read()
+    best, shared = "/", False
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if len(fields) < 7:
+            continue
+        point = _unescape(fields[4])
+        inside = point == "/" or path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            opt = fields[6:fields.index("-")] if "-" in fields else []
+            best, shared = point, any(o.startswith("shared:") for o in opt)
+    return best, shared
+
+
 class Rootfs:
     def __init__(self, plan: dict) -> None:
         self.plan = plan
@@ -152,9 +186,10 @@ class Rootfs:
         prop = self.linux.get("rootfsPropagation")
         pflag = ospec.PROPAGATION[prop] if prop else (lm.MS_SLAVE | lm.MS_REC)
         lm.mount(None, "/", None, pflag)
+        if pflag not in (lm.MS_SLAVE | lm.MS_REC, lm.MS_PRIVATE | lm.MS_REC):
+            self._private_parent()
         # pivot_root needs the rootfs to be a mount point whose parent is not shared.
         lm.mount(self.rootfs, self.rootfs, None, lm.MS_BIND | lm.MS_REC)
-        self._private_parent()
         self.rootfd = os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         for i, m in enumerate(self.cfg.get("mounts") or ()):
             try:
@@ -169,9 +204,12 @@ class Rootfs:
         os.close(mkdirall(self.rootfd, cwd))
 
     def _private_parent(self) -> None:
-        # If the mount holding the rootfs is shared, pivot_root refuses (EINVAL).
-        if (self.linux.get("rootfsPropagation") or "").endswith("shared"):
-            return
+        """Make the mount holding the rootfs private if it is shared, as runc does: pivot_root
+        refuses a shared parent (EINVAL), and the rootfs bind would propagate to the host.
+        (After the default rslave or an rprivate no mount is shared: not needed then.)"""
+        point, shared = parent_mount(self.rootfs)
+        if shared:
+            lm.mount(None, point, None, lm.MS_PRIVATE)
 
     def mount_one(self, m: dict) -> None:
         _, _, _, rec = ospec.mount_flags(m.get("options") or [])

@@ -373,6 +373,16 @@ def validate_resources(res: dict, p: str) -> None:
         q = f"{p}hugepageLimits[{i}]."
         _get(h, "pageSize", str, "a string", q, True)
         _uint(h, "limit", q, True, bits=64)
+    net = _get(res, "network", dict, "an object", p)
+    if net is not None:
+        _uint(net, "classID", p + "network.")
+        for i, pr in enumerate(_get(net, "priorities", list, "an array", p + "network.") or ()):
+            q = f"{p}network.priorities[{i}]."
+            _type(pr, dict, q[:-1], "an object")
+            name = _get(pr, "name", str, "a string", q, True)
+            if not name or "/" in name or " " in name:
+                _fail(q + "name", f"{name!r} is not an interface name")
+            _uint(pr, "priority", q, True)
     _get(res, "unified", dict, "an object", p)
 
 

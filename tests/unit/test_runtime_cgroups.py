@@ -207,3 +207,30 @@ def test_state_round_trip_v2(v2):
     m = cgroups.manager("/rt", v2)
     m2 = cgroups.from_state(m.to_state())
     assert type(m2) is cgroups.V2Manager and m2.paths == m.paths
+
+
+def test_v1_limit_without_its_hierarchy_is_a_clear_error(v1):
+    """As runc: a limit whose controller is not mounted fails, never silently unset."""
+    m = cgroups.manager("/berth-x", v1)
+    m.create()
+    for res, field in (({"network": {"classID": 7}}, "network.classID needs the net_cls"),
+                       ({"network": {"priorities": [{"name": "eth0", "priority": 1}]}},
+                        "network.priorities needs the net_prio"),
+                       ({"blockIO": {"weight": 100}}, "blockIO needs the blkio"),
+                       ({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]},
+                        "hugepageLimits needs the hugetlb")):
+        with pytest.raises(CgroupError, match=field):
+            m.set(res)
+
+
+def test_v1_network_classid_and_priorities(tmp_path):
+    mi = V1_MOUNTINFO + ("42 31 0:39 / /sys/fs/cgroup/net_cls,net_prio rw,relatime - cgroup "
+                         "cgroup rw,net_cls,net_prio\n")
+    fs = fake(tmp_path, mi, V1_SELF + "8:net_cls,net_prio:/\n")
+    m = cgroups.manager("/berth-n", fs)
+    os.makedirs(m.paths["net_cls"])
+    for f in ("net_cls.classid", "net_prio.ifpriomap"):
+        open(f"{m.paths['net_cls']}/{f}", "w").close()
+    m.set({"network": {"classID": 1048577, "priorities": [{"name": "lo", "priority": 3}]}})
+    assert open(m.paths["net_cls"] + "/net_cls.classid").read() == "1048577"
+    assert open(m.paths["net_prio"] + "/net_prio.ifpriomap").read() == "lo 3"
