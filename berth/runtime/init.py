@@ -60,6 +60,7 @@ class Channel:
         self.rfd, self.wfd = rfd, wfd
         self.buf = b""
         self.closed = False
+        self.debugging = False
 
     def close(self) -> None:
         os.close(self.rfd)
@@ -81,6 +82,11 @@ class Channel:
         tag, _, payload = line.decode().partition(" ")
         return tag, payload
 
+    def debug(self, msg: str) -> None:
+        """A debug line for the runtime's log (sent only with --debug)."""
+        if self.debugging:
+            self.send("DEBUG", msg)
+
     def expect(self, tag: str) -> str:
         t, p = self.recv()
         if t != tag:
@@ -97,6 +103,10 @@ def main() -> None:
     ch = Channel(rfd, wfd)
     try:
         plan = fastjson.loads(ch.expect("PLAN"))
+        ch.debugging = bool(plan.get("debug"))
+        # (the debug lines name the steps as runc's do, so that what greps runc's log works)
+        ch.debug(f"nsexec container setup: stage 0 (pid {os.getpid()}) joins and makes "
+                 "the namespaces")
         stage0(ch, plan, console)
     except BaseException as e:  # noqa: BLE001 - every failure goes to the parent as one line
         _report(ch, e)
@@ -146,6 +156,8 @@ def stage0(ch: Channel, plan: dict, console: int) -> None:
         except OSError as e:
             raise OSError(e.errno, f"join {t} namespace: {e.strerror}") from None
         os.close(fd)
+    if "user" in new and ("mount" in new or "mount" in plan["join"]):
+        plan["mount_fds"] = bind_sources(plan)
     if "user" in new:
         lns.unshare(lns.CLONE_NEWUSER)
         ch.send("USERNS")
@@ -200,6 +212,32 @@ def stage0(ch: Channel, plan: dict, console: int) -> None:
     os._exit(128 - code if code < 0 else code)
 
 
+def bind_sources(plan: dict) -> dict[str, int]:
+    """Detached copies (open_tree) of every bind mount's source, made while we are still the
+    host's root: in the new user namespace a source the mapped root cannot reach (a 0700
+    directory of the host) could not be bound. berth.runtime.rootfs attaches them in place.
+    Keyed by the mount's index (a string: the plan travels as JSON)."""
+    from berth.runtime import spec as ospec
+
+    out = {}
+    for i, m in enumerate((plan.get("config") or {}).get("mounts") or ()):
+        flags, _p, _d, _r = ospec.mount_flags(m.get("options") or [])
+        if not (flags & lm.MS_BIND or m.get("type") == "bind"):
+            continue
+        src = m.get("source") or ""
+        if not src.startswith("/"):
+            src = os.path.join(plan["bundle"], src)
+        how = lm.OPEN_TREE_CLONE | lm.OPEN_TREE_CLOEXEC
+        if flags & lm.MS_REC:
+            how |= lm.AT_RECURSIVE
+        try:
+            out[str(i)] = lm.open_tree(src, how)
+        except OSError as e:
+            raise OSError(e.errno, f"mounts[{i}] {m['destination']}: bind source {src}: "
+                                   f"{e.strerror.split(': ', 1)[-1]}") from None
+    return out
+
+
 NAMESPACE_FLAGS = {"pid": lns.CLONE_NEWPID, "network": lns.CLONE_NEWNET,
                    "mount": lns.CLONE_NEWNS, "ipc": lns.CLONE_NEWIPC, "uts": lns.CLONE_NEWUTS,
                    "user": lns.CLONE_NEWUSER, "cgroup": lns.CLONE_NEWCGROUP,
@@ -208,6 +246,8 @@ NAMESPACE_FLAGS = {"pid": lns.CLONE_NEWPID, "network": lns.CLONE_NEWNET,
 
 def pid1(ch: Channel, plan: dict, console: int) -> None:
     plan["state"] = ch.expect("GO")
+    ch.debug(f"child process in init(): the container's first process (pid {os.getpid()} "
+             "in its pid namespace)")
     if "cgroup" in plan["new"]:
         # Only now, inside the container's cgroup, so that it becomes the namespace's root.
         lns.unshare(lns.CLONE_NEWCGROUP)
@@ -233,10 +273,10 @@ def pid1(ch: Channel, plan: dict, console: int) -> None:
         if hooks.get("createRuntime") or hooks.get("prestart"):
             ch.send("HOOKS")
             ch.expect("HOOKED")
-        for h in hooks.get("createContainer") or ():
+        for i, h in enumerate(hooks.get("createContainer") or ()):
             from berth.runtime import hooks as rh
 
-            rh.run("createContainer", h, plan["state"])
+            rh.run("createContainer", h, plan["state"], i)
         if mntns:
             rf.pivot()
             rf.finalize()
@@ -258,9 +298,12 @@ def pid1(ch: Channel, plan: dict, console: int) -> None:
     env = list(proc.get("env") or [])
     path = lookup(proc["args"][0], env, proc.get("cwd") or "/")
     finish_process(proc, plan, env)
-    ch.send("READY")
     if exec_mode:
+        ch.debug(f"setns_init: about to exec {path}")
+        ch.send("READY")
         exec_process(path, proc, env, plan)
+    ch.debug("init: closing the pipe to signal completion")
+    ch.send("READY")
     ch.close()
     fds = plan.get("fd_dir")
     if fds is not None:
@@ -273,10 +316,10 @@ def pid1(ch: Channel, plan: dict, console: int) -> None:
     os.close(fifo)
     if late_seccomp := plan.get("late_seccomp"):
         load_seccomp(late_seccomp)
-    for h in (cfg.get("hooks") or {}).get("startContainer") or ():
+    for i, h in enumerate((cfg.get("hooks") or {}).get("startContainer") or ()):
         from berth.runtime import hooks as rh
 
-        rh.run("startContainer", h, plan["state"])
+        rh.run("startContainer", h, plan["state"], i)
     exec_process(path, proc, env, plan)
 
 
@@ -293,6 +336,7 @@ def preload(plan: dict) -> None:
         from berth.runtime import spec  # noqa: F401
     if plan.get("early_seccomp") or plan.get("late_seccomp"):
         from berth.linux import seccomp
+        from berth.runtime import enosys  # noqa: F401
 
         seccomp.lib()
     if proc.get("terminal"):
@@ -407,6 +451,8 @@ def finish_process(proc: dict, plan: dict, env: list[str]) -> None:
                 lp.prctl(lp.PR_CAPBSET_DROP, c)
     user = proc.get("user") or {}
     uid, gid = user.get("uid", 0), user.get("gid", 0)
+    if uid != 0:
+        stdio_to_user(uid)
     lp.prctl(lp.PR_SET_KEEPCAPS, 1)
     groups = user.get("additionalGids")
     if groups is not None or not plan.get("userns"):
@@ -444,6 +490,25 @@ def user_uid(proc: dict) -> int:
     return (proc.get("user") or {}).get("uid", 0)
 
 
+def stdio_to_user(uid: int) -> None:
+    """Give the process's stdio (a pty made for it, pipes made by the caller) to its user, so
+    that it can use its own terminal and reopen /proc/self/fd/N, as runc does: only the
+    owner changes; /dev/null and what we may not change are left alone."""
+    try:
+        null = os.stat("/dev/null").st_rdev
+    except OSError:
+        null = -1
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+            if st.st_uid == uid or (st.st_rdev and st.st_rdev == null):
+                continue
+            os.fchown(fd, uid, st.st_gid)
+        except OSError as e:
+            if e.errno not in (22, 1, 30, 9):  # EINVAL/EPERM: unmapped; EROFS; EBADF: closed
+                raise
+
+
 def _mask(names: list[str] | None) -> int:
     m = 0
     for n in names or ():
@@ -474,13 +539,14 @@ def load_seccomp(sc: dict) -> None:
         for a in sc.get("architectures") or ():
             f.add_arch(ls.ARCHES[a])
         f.set_attr(ls.SCMP_FLTATR_CTL_NNP, 0)
+        flags = 0
         for fl in sc.get("flags") or ():
             if fl == "SECCOMP_FILTER_FLAG_LOG":
-                f.set_attr(ls.SCMP_FLTATR_CTL_LOG, 1)
+                flags |= ls.SECCOMP_FILTER_FLAG_LOG
             elif fl == "SECCOMP_FILTER_FLAG_SPEC_ALLOW":
-                f.set_attr(ls.SCMP_FLTATR_CTL_SSB, 1)
+                flags |= ls.SECCOMP_FILTER_FLAG_SPEC_ALLOW
             elif fl == "SECCOMP_FILTER_FLAG_TSYNC":
-                f.set_attr(ls.SCMP_FLTATR_CTL_TSYNC, 1)
+                flags |= ls.SECCOMP_FILTER_FLAG_TSYNC
         ops = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
                "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
         for rule in sc.get("syscalls") or ():
@@ -501,9 +567,17 @@ def load_seccomp(sc: dict) -> None:
                     continue  # unknown to this libseccomp/arch: runc skips it too
                 for g in groups:
                     f.add_rule(act, nr, g)
-        f.load()
+        program = f.export_bpf()
     finally:
         f.release()
+    from berth.runtime import enosys
+
+    if enosys.needed(sc):
+        # syscalls newer than the profile get ENOSYS, not its default (runc's -ENOSYS stub)
+        tokens = [ls.ARCHES[a] for a in sc.get("architectures") or ()] or [ls.native_arch()]
+        names = [n for rule in sc.get("syscalls") or () for n in rule["names"]]
+        program = enosys.stub(enosys.largest(names, tokens, ls.resolve_arch)) + program
+    ls.load_program(program, flags)
 
 
 def ready_fds_and_signals(plan: dict) -> None:
