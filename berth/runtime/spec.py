@@ -349,6 +349,14 @@ def validate_resources(res: dict, p: str) -> None:
     blk = _get(res, "blockIO", dict, "an object", p)
     if blk is not None:
         _uint(blk, "weight", p + "blockIO.")
+        _uint(blk, "leafWeight", p + "blockIO.")
+        for i, d in enumerate(_get(blk, "weightDevice", list, "an array", p + "blockIO.") or ()):
+            q = f"{p}blockIO.weightDevice[{i}]."
+            _type(d, dict, q[:-1], "an object")
+            _int(d, "major", q, True)
+            _int(d, "minor", q, True)
+            _uint(d, "weight", q)
+            _uint(d, "leafWeight", q)
         for k in ("throttleReadBpsDevice", "throttleWriteBpsDevice",
                   "throttleReadIOPSDevice", "throttleWriteIOPSDevice"):
             for i, d in enumerate(_get(blk, k, list, "an array", p + "blockIO.") or ()):
@@ -366,7 +374,7 @@ def validate_resources(res: dict, p: str) -> None:
         _int(d, "major", q)
         _int(d, "minor", q)
         a = _get(d, "access", str, "a string", q)
-        if a is not None and (not a or set(a) - set("rwm")):
+        if a and not set(a) & set("rwm"):
             _fail(q + "access", f"{a!r} is not a combination of r, w and m")
     hp = _get(res, "hugepageLimits", list, "an array", p)
     for i, h in enumerate(hp or ()):
@@ -505,7 +513,7 @@ def default_spec(rootless: bool = False) -> dict:
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
             "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"},
-                           {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+                           {"type": "uts"}, {"type": "mount"}],
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                             "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                             "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
@@ -513,16 +521,26 @@ def default_spec(rootless: bool = False) -> dict:
                               "/proc/sysrq-trigger"],
         },
     }
-    if rootless:
-        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"]
-                                       if n["type"] != "network"] + [{"type": "user"}]
-        uid, gid = os.getuid(), os.getgid()
-        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
-        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
-        del spec["linux"]["resources"]
+    linux = spec["linux"]
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        # As runc: a cgroup namespace by default only where the host is cgroup v2 alone.
+        linux["namespaces"].append({"type": "cgroup"})
+    if rootless:  # runc's ToRootless
+        ns = [n for n in linux.pop("namespaces") if n["type"] not in ("network", "user")]
+        uid, gid = os.geteuid(), os.getegid()
+        # (the key order of runc's output: mappings come first in its Linux struct)
+        spec["linux"] = linux = {
+            "uidMappings": [{"containerID": 0, "hostID": uid, "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": gid, "size": 1}],
+            **linux, "namespaces": ns + [{"type": "user"}]}
+        del linux["resources"]
         for m in spec["mounts"]:
             if m["destination"] == "/sys":
                 m.update(type="none", source="/sys",
                          options=["rbind", "nosuid", "noexec", "nodev", "ro"])
-        spec["mounts"] = [m for m in spec["mounts"] if m["type"] != "cgroup"]
+            elif m.get("options"):
+                m["options"] = [o for o in m["options"]
+                                if not o.startswith(("gid=", "uid="))]
+        linux["maskedPaths"] = linux.pop("maskedPaths")
+        linux["readonlyPaths"] = linux.pop("readonlyPaths")
     return spec
