@@ -13,7 +13,7 @@ pkgs=(python3 python3-venv python3-dev gcc busybox-static libseccomp2 nftables i
       util-linux procps iptables kmod ca-certificates)
 if [ "${1:-}" = "--test" ]; then
     pkgs+=(runc skopeo umoci docker.io docker-registry podman wrk jq psmisc attr
-           conntrack e2fsprogs hyperfine openssl curl)
+           conntrack e2fsprogs hyperfine openssl curl libc6-dev)
 fi
 
 missing=()

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from .conftest import run_both
+from .test_compare_runc import _userns
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 
@@ -183,3 +184,149 @@ def test_network_resources_need_their_controller(runtimes, make_bundle):
     path = made["bundle-net-berth"]
     for p in cgroups.V1Manager.for_path(path, fs).paths.values():
         assert not os.path.exists(p), p
+
+
+def test_read_only_dev_with_devpts_below(runtimes, make_bundle):
+    """A read-only /dev tmpfs is made read-only after the nodes and /dev/pts go in it."""
+    def edit(cfg, b):
+        for m in cfg["mounts"]:
+            if m["destination"] == "/dev":
+                m["options"].append("ro")
+
+    res = run_both(runtimes, make_bundle, edit, ["sh", "-c", "grep '^tmpfs /dev ' /proc/mounts;"
+                                                 " test -c /dev/null && ls /dev/pts/ptmx"],
+                   "rodev")
+    b, r = _ok(res)
+    assert b.split()[3].startswith("ro,") and r.split()[3].startswith("ro,")
+    assert b.splitlines()[1:] == r.splitlines()[1:] == ["/dev/pts/ptmx"]
+
+
+def test_no_pivot_hides_the_host_proc(runtimes, make_bundle):
+    """With --no-pivot the host's /proc must not stay reachable: a nested user namespace can
+    then not mount a fresh procfs (and write /proc/sysrq-trigger through it)."""
+    out = {}
+    for name, rt in runtimes.items():
+        b = make_bundle(f"np-{name}", ["unshare", "-mrpf", "sh", "-c",
+                                       "mount -t proc none /proc && echo mounted"])
+        caps = b.cfg["process"]["capabilities"]
+        for k in ("bounding", "permitted"):
+            caps[k].append("CAP_SETFCAP")
+        b.write()
+        out[name] = rt("run", "--no-pivot", "--bundle", str(b.path), rt.new_id("np"))
+    for name, r in out.items():
+        assert r.returncode == 1, (name, r.stdout, r.stderr)
+        assert b"mounted" not in r.stdout, name
+        assert b"permission denied" in (r.stdout + r.stderr).lower(), (name, r.stderr)
+
+
+@pytest.fixture
+def closed_dir(tmp_path):
+    """A directory only the host's root may enter, holding dir/foo.txt."""
+    d = tmp_path / "closed"
+    (d / "dir").mkdir(parents=True)
+    (d / "dir" / "foo.txt").write_text("x")
+    d.chmod(0o700)
+    return d / "dir"
+
+
+def test_user_namespace_binds_a_source_only_host_root_can_reach(runtimes, make_bundle,
+                                                                 mapped_rootfs, closed_dir):
+    from pathlib import Path
+
+    def edit(cfg, b):
+        _userns(cfg, b)
+        cfg["mounts"].append({"source": str(closed_dir), "destination": "/mnt/closed",
+                              "options": ["bind"]})
+
+    res = run_both(runtimes, make_bundle, edit, ["ls", "/mnt/closed"], "ub",
+                   rootfs=Path(mapped_rootfs))
+    b, r = _ok(res)
+    assert b == r == "foo.txt\n"
+
+
+def test_stdio_belongs_to_the_process_user(runtimes, make_bundle):
+    """As runc: the stdio the process is given is chowned to its uid (so that it can reopen
+    /proc/self/fd/1 or use its terminal); /dev/null is left alone."""
+    def edit(cfg, b):
+        cfg["process"]["user"] = {"uid": 1000, "gid": 100}
+
+    res = run_both(runtimes, make_bundle, edit,
+                   ["sh", "-c", "stat -L -c %u /proc/self/fd/1 /proc/self/fd/2 /dev/null"],
+                   "so")
+    b, r = _ok(res)
+    assert b == r == "1000\n1000\n0\n"
+
+
+def test_start_container_hook_runs_under_the_filter(runtimes, make_bundle):
+    def edit(cfg, b):
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                   "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_KILL"}]}
+        cfg["hooks"] = {"startContainer": [{"path": "/bin/sh",
+                                            "args": ["sh", "-c", "mkdir /tmp/x"]}]}
+
+    res = run_both(runtimes, make_bundle, edit, ["true"], "sch")
+    for name, r in res.items():
+        assert r.returncode != 0, name
+        text = (r.stdout + r.stderr).decode()
+        assert "error running hook" in text and "bad system call" in text, (name, text)
+    assert res["berth"].stderr.count(b"\n") == 1
+
+
+ENOSYS_PROBE = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+    long a = syscall(1000, 0, 0, 0);          /* beyond every syscall the profile names */
+    int ea = errno;
+    long b = syscall(SYS_getppid);            /* named, allowed */
+    long c = syscall(SYS_kcmp, 0, 0, 0, 0, 0); /* known, not named: the default action */
+    int ec = errno;
+    printf("%ld %d %d %ld %d\n", a, ea, b > 0 || b == 0, c, ec);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def enosys_probe(tmp_path_factory):
+    import shutil
+
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is needed to build the probe")
+    d = tmp_path_factory.mktemp("probe")
+    (d / "p.c").write_text(ENOSYS_PROBE)
+    r = subprocess.run(["gcc", "-static", "-O1", "-o", str(d / "probe"), str(d / "p.c")],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot build a static probe: {r.stderr[-200:]!r}")
+    return d / "probe"
+
+
+def test_syscall_newer_than_the_profile_gets_enosys(runtimes, make_bundle, enosys_probe):
+    """runc's -ENOSYS stub: a syscall above every one the profile names gets ENOSYS (so libc
+    falls back), a known one the profile leaves out gets the default action (EPERM)."""
+    import shutil
+
+    names = ["read", "write", "exit", "exit_group", "brk", "mmap", "munmap", "arch_prctl",
+             "set_tid_address", "set_robust_list", "rseq", "prlimit64", "readlinkat",
+             "getrandom", "mprotect", "uname", "newfstatat", "fstat", "ioctl", "getppid",
+             "execve", "close", "openat", "futex", "rt_sigaction", "rt_sigprocmask",
+             "capget", "capset", "prctl", "setgroups", "setresuid", "setresgid", "chdir",
+             "umask", "getpid", "fcntl", "lseek", "access", "fstatfs", "statfs",
+             "getdents64", "sched_yield", "nanosleep", "sigaltstack", "rt_sigreturn",
+             "gettid", "tgkill", "madvise", "clone", "epoll_pwait", "epoll_ctl", "pipe2",
+             "dup3", "faccessat2", "getcwd", "write"]
+
+    def edit(cfg, b):
+        cfg["root"]["readonly"] = False
+        shutil.copy(enosys_probe, b.rootfs / "probe")
+        cfg["process"]["noNewPrivileges"] = True
+        cfg["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]}
+
+    res = run_both(runtimes, make_bundle, edit, ["/probe"], "nosys", copy_rootfs=True)
+    b, r = _ok(res)
+    assert b == r == "-1 38 1 -1 1\n"  # ENOSYS, then EPERM for kcmp

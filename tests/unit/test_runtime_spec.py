@@ -162,3 +162,24 @@ def test_features_claims_only_what_is_honoured(capsys):
     assert set(sc["supportedFlags"]) <= set(sc["knownFlags"])
     assert f["linux"]["apparmor"] == {"enabled": False}
     assert f["linux"]["cgroup"]["v2"] is True
+
+
+def test_sizes_as_runc_reads_them():
+    for text, n in (("50M", 50 << 20), ("50MiB", 50 << 20), ("1.5g", 3 << 29), ("100", 100),
+                    ("64 k", 64 << 10), ("-1", -1)):
+        assert cli._bytes(text) == n, text
+    for bad in ("abc", "m", "1x", "-5", "5i"):
+        with pytest.raises(cli.UsageError, match="invalid size"):
+            cli._bytes(bad)
+
+
+def test_options_may_follow_arguments_except_for_exec():
+    opts, args = cli.parse(["ct", "--memory", "1M", "--pids-limit=5"], cli.OPTIONS["update"],
+                           reorder=True)
+    assert opts == {"--memory": "1M", "--pids-limit": "5"} and args == ["ct"]
+    opts, args = cli.parse(["-a", "ct", "9"], cli.OPTIONS["kill"], reorder=True)
+    assert opts == {"--all": True} and args == ["ct", "9"]
+    opts, args = cli.parse(["ct", "--", "--memory"], cli.OPTIONS["update"], reorder=True)
+    assert opts == {} and args == ["ct", "--memory"]
+    opts, args = cli.parse(["ct", "echo", "--memory"], cli.OPTIONS["exec"])
+    assert args == ["ct", "echo", "--memory"]
