@@ -27,6 +27,13 @@ def dirs(path: str) -> dict[str, str]:
     return cgroups.V1Manager.for_path(path, cgroups.CgroupFS()).paths
 
 
+def memory_dir_with_swap(b) -> str:
+    mem = dirs(b.cfg["linux"]["cgroupsPath"])["memory"]
+    if not os.path.exists(os.path.dirname(mem) + "/memory.memsw.limit_in_bytes"):
+        pytest.skip("no swap accounting")
+    return mem
+
+
 def _bundles(runtimes, make_bundle, tag, args=None):
     out = {}
     for name, rt in runtimes.items():
@@ -108,9 +115,7 @@ def test_exec_ignore_paused(runtimes, make_bundle):
 def test_update_memory_unlimited_lifts_swap_too(runtimes, make_bundle):
     v1_only()
     for name, (rt, b, cid) in _bundles(runtimes, make_bundle, "um").items():
-        mem = dirs(b.cfg["linux"]["cgroupsPath"])["memory"]
-        if not os.path.exists(os.path.dirname(mem) + "/memory.memsw.limit_in_bytes"):
-            pytest.skip("no swap accounting")
+        mem = memory_dir_with_swap(b)
         b.cfg["linux"]["resources"]["memory"] = {"limit": 64 << 20, "swap": 96 << 20}
         b.write()
         rt("run", "-d", "--bundle", str(b.path), cid, check=True)
@@ -124,9 +129,7 @@ def test_update_memory_unlimited_lifts_swap_too(runtimes, make_bundle):
 def test_events_reports_oom_and_ends_with_the_container(runtimes, make_bundle):
     v1_only()
     for name, (rt, b, cid) in _bundles(runtimes, make_bundle, "oom").items():
-        mem = dirs(b.cfg["linux"]["cgroupsPath"])["memory"]
-        if not os.path.exists(os.path.dirname(mem) + "/memory.memsw.limit_in_bytes"):
-            pytest.skip("no swap accounting")
+        memory_dir_with_swap(b)
         b.cfg["linux"]["resources"]["memory"] = {"limit": 16 << 20, "swap": 16 << 20}
         b.cfg["root"]["readonly"] = False
         b.cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
