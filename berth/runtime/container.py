@@ -289,7 +289,7 @@ def _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds
         os.makedirs(root, 0o711, exist_ok=True)
         os.mkdir(sdir, 0o711)
     except FileExistsError:
-        raise ContainerExists(f"container with id exists: {cid}") from None
+        raise ContainerExists(f"container with id {cid} already exists") from None
     except OSError as e:
         raise InvalidArgument(f"cannot make state directory {sdir}: {e.strerror}") from e
     me = st_mod.proc_start_time(os.getpid())

@@ -140,3 +140,16 @@ def test_command_help(runtimes, cmd):
         assert r.returncode == 0, (name, r.stderr)
         lines = r.stdout.decode().splitlines()
         assert lines[0] == "NAME:" and f" {cmd} - " in lines[1], (name, lines[:3])
+
+
+def test_wrong_state_errors(runtimes, running, make_bundle):
+    for name, rt in runtimes.items():
+        cid = running[name]
+        b = make_bundle(f"ws-{name}", ["true"]).write()
+        for args, says in ((["run", "-d", "--bundle", str(b.path), cid], b"already exists"),
+                           (["start", cid], b"cannot start an already running container"),
+                           (["delete", cid], b"that is not stopped: running"),
+                           (["resume", cid], b"not paused")):
+            r = rt(*args)
+            assert r.returncode == 1 and says in r.stderr, (name, args, r.stderr)
+        assert rt.state(cid)["status"] == "running", name  # none of them changed it
