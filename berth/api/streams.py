@@ -121,8 +121,13 @@ def error_line(exc: BaseException) -> bytes:
     return json_line({"errorDetail": {"message": msg}, "error": msg})
 
 
-async def progress_stream(fn: Callable, *args, **kwargs) -> AsyncIterator[bytes]:
-    """Run ``fn(*args, progress=emit, **kwargs)`` in a thread; yield each emitted dict."""
+async def progress_stream(fn: Callable, *args, in_band: bool = False,
+                          **kwargs) -> AsyncIterator[bytes]:
+    """Run ``fn(*args, progress=emit, **kwargs)`` in a thread; yield each emitted dict.
+
+    An error before anything was sent is answered with its status code, unless ``in_band``:
+    dockerd's load answers 200 and reports every failure in the stream (docker-py's
+    ``ImageLoadError`` comes from there)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     done = object()
@@ -146,7 +151,7 @@ async def progress_stream(fn: Callable, *args, **kwargs) -> AsyncIterator[bytes]
             if item is done:
                 break
             if isinstance(item, BaseException):
-                if not sent:
+                if not sent and not in_band:
                     raise item  # nothing sent yet: the server answers with a status code
                 yield error_line(item)
             else:
@@ -156,14 +161,14 @@ async def progress_stream(fn: Callable, *args, **kwargs) -> AsyncIterator[bytes]
         await task
 
 
-async def body_progress_stream(req: Request, fn: Callable, *args, **kwargs
-                               ) -> AsyncIterator[bytes]:
+async def body_progress_stream(req: Request, fn: Callable, *args, in_band: bool = False,
+                               **kwargs) -> AsyncIterator[bytes]:
     """``progress_stream`` of ``fn(read, *args, progress=..., **kwargs)`` where ``read``
     reads the request body as it arrives."""
     reader = BodyReader(req, asyncio.get_running_loop())
     pump = asyncio.ensure_future(reader.pump())
     try:
-        async for chunk in progress_stream(fn, reader.read, *args, **kwargs):
+        async for chunk in progress_stream(fn, reader.read, *args, in_band=in_band, **kwargs):
             yield chunk
     finally:
         reader.close()

@@ -18,29 +18,46 @@ class Spec:
         self.max_args = max_args
         self.interspersed = interspersed
 
+    def usage_line(self, ctx) -> str:
+        """The usage line with the command path the user typed (``image ls`` or
+        ``images``), as cobra's UseLine."""
+        words = self.usage.split()
+        i = 1
+        while i < len(words) and words[i].isalpha() and words[i].islower():
+            i += 1
+        path = getattr(ctx, "cmdline", "") or " ".join(words[1:i])
+        return " ".join(["berth", path, *words[i:]])
+
     def parse(self, ctx, argv: list[str]):
         """→ (opts, args), or None when ``--help`` was printed."""
-        opts, args = parse(self.flags, argv, self.interspersed)
+        try:
+            opts, args = parse(self.flags, argv, self.interspersed)
+        except UsageError as e:
+            e.usage = self.usage_line(ctx)
+            raise
         if opts.pop("help"):
-            ctx.out.write(usage_text(self.usage, self.flags, self.description))
+            ctx.out.write(usage_text(self.usage_line(ctx), self.flags, self.description))
             return None
-        name = " ".join(self.usage.split()[:2])
         n = len(args)
-        bad = None
+        bad = hint = None
+
+        def plural(k: int) -> str:
+            return f"{k} argument{'s' if k != 1 else ''}"
+
+        # the docker CLI 28's words (cli/required.go), "See" or "Run" as it prints them
         if self.max_args is not None and self.min_args == self.max_args and n != self.min_args:
-            bad = (f'"{name}" requires exactly {self.min_args} argument'
-                   f'{"s" if self.min_args != 1 else ""}.')
+            bad, hint = f"requires {plural(self.min_args)}", "Run"
             if self.min_args == 0:
-                bad = f'"{name}" accepts no arguments.'
+                bad = "accepts no arguments"
         elif n < self.min_args:
-            bad = (f'"{name}" requires at least {self.min_args} argument'
-                   f'{"s" if self.min_args != 1 else ""}.')
+            bad, hint = f"requires at least {plural(self.min_args)}", "See"
         elif self.max_args is not None and n > self.max_args:
-            bad = (f'"{name}" requires at most {self.max_args} argument'
-                   f'{"s" if self.max_args != 1 else ""}.')
+            bad, hint = f"requires at most {plural(self.max_args)}", "Run"
         if bad:
-            raise UsageError(f"{bad}\nSee '{name} --help'.\n\nUsage:  {self.usage}\n\n"
-                             f"{self.description}", status=1)
+            line = self.usage_line(ctx)
+            path = line.split(" [", 1)[0] if " [" in line else line
+            path = " ".join(w for w in path.split() if w.isalpha() and w.islower())
+            raise UsageError(f"berth: '{path}' {bad}", status=1, usage=line, hint=hint)
         return opts, args
 
 

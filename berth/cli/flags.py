@@ -11,13 +11,28 @@ positional for commands that pass the rest on (``run IMAGE CMD...``: ``intersper
 from __future__ import annotations
 
 
+class CommandError(Exception):
+    """A command's own failure: the CLI prints the message (with ``prefix``) and exits with
+    ``status``."""
+
+    status = 1
+    prefix = ""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class UsageError(Exception):
     """Bad flags or arguments: the CLI prints it with a hint and exits 125 (or 1)."""
 
-    def __init__(self, message: str, status: int = 125) -> None:
+    def __init__(self, message: str, status: int = 125, usage: str = "",
+                 hint: str = "Run") -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.usage = usage  # the command's usage line, printed below the message
+        self.hint = hint  # "Run" or "See" ... --help, as the docker CLI words each error
 
 
 class Flag:

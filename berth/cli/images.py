@@ -120,7 +120,7 @@ def ls(ctx, argv) -> int:
             fmt = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     elif fmt == "json":
         fmt = "{{json .}}"
-    ctx.out.write(render(fmt, rows, IMAGE_HEADERS))
+    ctx.out.write(render(fmt, rows, IMAGE_HEADERS, context="*formatter.imageContext"))
     return 0
 
 
@@ -214,13 +214,31 @@ def save(ctx, argv) -> int:
     if not opts["output"] and sys.stdout.isatty():
         ctx.err.write("cowardly refusing to save to a terminal. Use the -o flag or redirect\n")
         return 1
-    r = ctx.client.request("GET", "/images/get", {"names": names})
-    _check(r)
     import os
 
-    if opts["output"]:
-        tmp = opts["output"] + ".berth-tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    out = opts["output"]
+    if out:
+        # the docker CLI checks the path before it asks the daemon
+        parent = os.path.dirname(os.path.normpath(out)) or "."
+        if not os.path.exists(parent):
+            ctx.err.write(f"failed to save image: invalid output path: stat {parent}: no such "
+                          "file or directory\n")
+            return 1
+        if os.path.isdir(out):
+            ctx.err.write("failed to save image: cannot write to a directory\n")
+            return 1
+    r = ctx.client.request("GET", "/images/get", {"names": names})
+    _check(r)
+    if out:
+        tmp = os.path.join(os.path.dirname(out) or ".",
+                           f".tmp-{os.path.basename(out)}{os.getpid()}")
+        try:
+            # 0600, as the docker CLI's temporary file leaves it
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as e:
+            r.close()
+            ctx.err.write(f"failed to save image: open {tmp}: {e.strerror.lower()}\n")
+            return 1
     else:
         fd, tmp = 1, None
     try:
@@ -234,7 +252,13 @@ def save(ctx, argv) -> int:
         if tmp:
             os.close(fd)
             fd = -1
-            os.rename(tmp, opts["output"])
+            os.rename(tmp, out)
+    except OSError as e:
+        if isinstance(e, BrokenPipeError) and not tmp:
+            raise  # stdout closed: main() exits quietly
+        ctx.err.write(f"failed to save image: write {tmp or '/dev/stdout'}: "
+                      f"{(e.strerror or str(e)).lower()}\n")
+        return 1
     finally:
         r.close()
         if tmp and fd >= 0:
@@ -323,7 +347,7 @@ def history(ctx, argv) -> int:
         fmt = "{{json .}}"
     headers = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
-    ctx.out.write(render(fmt, rows, headers))
+    ctx.out.write(render(fmt, rows, headers, context="*image.historyContext"))
     return 0
 
 
@@ -338,28 +362,93 @@ def inspect(ctx, argv, kind: str = "image") -> int:
     if parsed is None:
         return 0
     opts, names = parsed
+    tmpl = None
+    if opts["format"] and opts["format"] != "json":
+        from .format import Template, TemplateError, preformat
+
+        try:
+            tmpl = Template(preformat(opts["format"])[1], missing="error")
+        except TemplateError as e:
+            # the docker CLI exits 64 on a template that does not parse, before any request
+            ctx.err.write(f"{e.prefix}{e.message}\n")
+            return 64
     found = []
-    status = 0
+    missing = []  # printed after the output, as docker does
     for n in names:
         try:
             found.append(ctx.client.get_json(f"/images/{n}/json"))
         except APIError as e:
-            ctx.err.write(f"Error response from daemon: {e.message}\n")
-            status = 1
+            missing.append(f"Error response from daemon: {e.message}\n")
     if opts["format"] == "json":
         # the daemon's JSON as it came (docker keeps its field order), HTML-safe as Go's
         text = fastjson.dumps(found)
         ctx.out.write(text.replace("<", "\\u003c").replace(">", "\\u003e")
                       .replace("&", "\\u0026") + "\n")
-    elif opts["format"]:
-        ctx.out.write(render(opts["format"], found, {}))
+    elif tmpl is not None:
+        out, errors = [], []
+        for obj in found:
+            # as the docker CLI: the typed struct first, the raw JSON map when that fails
+            try:
+                out.append(tmpl.render(_typed_inspect(obj)) + "\n")
+                continue
+            except TemplateError:
+                pass
+            try:
+                out.append(tmpl.render(obj) + "\n")
+            except TemplateError as e:
+                errors.append(f"{e.prefix}{e.message}\n")
+        if errors:
+            # as docker: what was rendered is dropped, one line per failure
+            ctx.out.write("\n")
+            ctx.out.flush()
+            ctx.err.write("".join(errors) + "".join(missing))
+            return 1
+        ctx.out.write("".join(out))
     else:
         import json
 
         text = json.dumps(found, indent=4, ensure_ascii=False)
         text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
         ctx.out.write(text + "\n")
-    return status
+    if missing:
+        ctx.out.flush()
+        ctx.err.write("".join(missing))
+        return 1
+    return 0
+
+
+# image.InspectResponse's Go maps (the rest of its objects are structs) and nil slices
+_INSPECT_MAPS = frozenset({"Labels", "ExposedPorts", "Volumes", "Data"})
+_INSPECT_SLICES = frozenset({"RepoTags", "RepoDigests", "Env", "Cmd", "Entrypoint", "OnBuild",
+                             "Shell", "Layers", "Test"})
+
+
+def _typed_inspect(v, key: str = ""):
+    """The inspect JSON as docker's typed value: structs (``ID`` for ``Id``), nil slices that
+    print ``[]``, nil maps ``map[]``, LastTagTime a time.Time."""
+    from .gotemplate import GoNilMap, GoNilSlice, GoStruct, GoTime
+
+    if isinstance(v, dict):
+        if key in _INSPECT_MAPS:
+            return {k: _typed_inspect(x) for k, x in v.items()}
+        st = GoStruct((k, _typed_inspect(x, k)) for k, x in v.items())
+        if "Id" in v:
+            st.aliases, st.hidden = {"ID": "Id"}, frozenset({"Id"})
+            st.defaults = {"Variant": "", "OsVersion": ""}
+        elif key in ("Config", "ContainerConfig"):
+            st.defaults = {"ExposedPorts": GoNilMap(), "Healthcheck": None, "ArgsEscaped": False,
+                           "NetworkDisabled": False, "MacAddress": "", "StopSignal": "",
+                           "StopTimeout": None, "Shell": GoNilSlice()}
+        return st
+    if v is None:
+        if key in _INSPECT_SLICES:
+            return GoNilSlice()
+        return GoNilMap() if key in _INSPECT_MAPS else None
+    if isinstance(v, list):
+        return [_typed_inspect(x) for x in v]
+    if key == "LastTagTime" and isinstance(v, str):
+        return GoTime(v)
+    return v
 
 
 def inspect_any(ctx, argv) -> int:

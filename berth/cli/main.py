@@ -157,16 +157,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(ctx: Context, mod, name: str, args: list[str], cmdline: str) -> int:
     from .client import APIError, ConnectError
-    from .flags import UsageError
+    from .flags import CommandError, UsageError
 
+    ctx.cmdline = cmdline
     try:
         return mod.COMMANDS[name](ctx, args) or 0
     except UsageError as e:
-        ctx.err.write(f"{e.message}\nSee 'berth {cmdline} --help'.\n")
+        if e.usage:
+            ctx.err.write(f"{e.message}\n\nUsage:  {e.usage}\n\n"
+                          f"{e.hint} 'berth {cmdline} --help' for more information\n")
+        else:
+            ctx.err.write(f"{e.message}\nSee 'berth {cmdline} --help'.\n")
         return e.status
     except APIError as e:
         ctx.err.write(f"Error response from daemon: {e.message}\n")
         return 1
+    except CommandError as e:
+        ctx.err.write(f"{e.prefix}{e.message}\n")
+        return e.status
     except ConnectError as e:
         ctx.err.write(f"{e}\n")
         return 1

@@ -175,7 +175,7 @@ def df(ctx, argv) -> int:
                              "{{.Reclaimable}}")
     if fmt == "json":
         fmt = "{{json .}}"
-    ctx.out.write(render(fmt, rows, headers))
+    ctx.out.write(render(fmt, rows, headers, context="*formatter.diskUsageImagesContext"))
     return 0
 
 

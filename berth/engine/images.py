@@ -11,7 +11,6 @@ Lookup (``resolve``) follows dockerd: a full ``sha256:`` ID; else a reference (`
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import os
@@ -43,7 +42,9 @@ class AmbiguousImage(InvalidArgument):
 
 
 class ImageConflict(Conflict):
-    pass
+    def __init__(self, message: str, used: bool = False) -> None:
+        super().__init__(message)
+        self.used = used  # the conflict is a container using the image
 
 
 def _rfc3339(ts: float) -> str:
@@ -101,25 +102,32 @@ def parse_until(value: str, now: float | None = None) -> float:
     t = parse_time(value)
     if t:
         return t
-    raise InvalidArgument(f"invalid filter 'until={value}'")
+    raise InvalidArgument(f'failed to parse value as time or duration: "{value}"')
 
 
+# container.Config's fields in Go's order (``image inspect`` prints them so); the ``None``
+# defaults are omitempty fields, left out when the image has none
 CONTAINER_CONFIG_KEYS = [
     ("Hostname", ""), ("Domainname", ""), ("User", ""), ("AttachStdin", False),
-    ("AttachStdout", False), ("AttachStderr", False), ("Tty", False), ("OpenStdin", False),
-    ("StdinOnce", False), ("Env", None), ("Cmd", None), ("Image", ""), ("Volumes", None),
-    ("WorkingDir", ""), ("Entrypoint", None), ("OnBuild", None), ("Labels", None),
+    ("AttachStdout", False), ("AttachStderr", False), ("ExposedPorts", None), ("Tty", False),
+    ("OpenStdin", False), ("StdinOnce", False), ("Env", ()), ("Cmd", ()),
+    ("Healthcheck", None), ("ArgsEscaped", None), ("Image", ""), ("Volumes", ()),
+    ("WorkingDir", ""), ("Entrypoint", ()), ("NetworkDisabled", None), ("MacAddress", None),
+    ("OnBuild", ()), ("Labels", ()), ("StopSignal", None), ("StopTimeout", None),
+    ("Shell", None),
 ]
 
 
 def container_config(cfg: dict | None) -> dict:
-    """An image config's ``config`` as dockerd shows it: every field present."""
+    """An image config's ``config`` as dockerd shows it: every field present (``()``:
+    null when absent), omitempty ones only when set."""
     cfg = cfg or {}
-    out = {k: cfg.get(k, d) for k, d in CONTAINER_CONFIG_KEYS}
-    for k in ("ExposedPorts", "StopSignal", "Healthcheck", "ArgsEscaped", "Shell",
-              "StopTimeout"):
-        if k in cfg:
+    out = {}
+    for k, d in CONTAINER_CONFIG_KEYS:
+        if k in cfg and not (d is None and cfg[k] in (None, "", False, [], {})):
             out[k] = cfg[k]
+        elif d is not None:
+            out[k] = None if d == () else d
     return out
 
 
@@ -216,6 +224,9 @@ class ImageService:
                                         thread_name_prefix="unpack")
         self._sizes: dict[str, int] = {}
         self._size_lock = threading.Lock()
+        # set by the containers service: image ID → [(container ID, running)], for rmi's
+        # conflicts in dockerd's words; without it only store.image_in_use is known
+        self.image_users: Callable[[str], list[tuple[str, bool]]] | None = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -231,7 +242,7 @@ class ImageService:
         if name.startswith("sha256:") and len(name) == 71:
             if self.store.has(name):
                 return name
-            raise NoSuchImage(f"no such image: {name}")
+            raise NoSuchImage(f"No such image: {name}")
         try:
             ref = refs.parse(name)
         except refs.InvalidReference:
@@ -248,7 +259,7 @@ class ImageService:
                         any(r.startswith(ref.name + ":") or r.startswith(ref.name + "@")
                             for r in self.store.refs_of(rec["id"])):
                     return rec["id"]
-            raise NoSuchImage(f"no such image: {ref.familiar()}")
+            raise NoSuchImage(f"No such image: {ref.familiar()}")
         ref = ref.with_default_tag()
         iid = self.store.resolve_ref(str(ref))
         if iid:
@@ -258,13 +269,13 @@ class ImageService:
                 return self._by_prefix(name)
             except NoSuchImage:
                 pass
-        raise NoSuchImage(f"no such image: {ref.familiar()}")
+        raise NoSuchImage(f"No such image: {ref.familiar()}")
 
     def _by_prefix(self, prefix: str) -> str:
         h = prefix[7:] if prefix.startswith("sha256:") else prefix
         found = [r["id"] for r in self.store.images() if r["id"][7:].startswith(h)]
         if not found:
-            raise NoSuchImage(f"no such image: {prefix}")
+            raise NoSuchImage(f"No such image: {prefix}")
         if len(found) > 1:
             raise AmbiguousImage(f"multiple IDs found with provided prefix: {prefix}")
         return found[0]
@@ -286,18 +297,23 @@ class ImageService:
             (digests if ref.digest and not ref.tag else tags).append(ref.familiar())
         return tags, digests
 
-    def summary(self, rec: dict, config: dict) -> dict:
-        tags, digests = self._tags_digests(rec["id"])
+    def summary(self, rec: dict, config: dict,
+                shown: tuple[list[str], list[str]] | None = None) -> dict:
+        """``/images/json``'s entry; ``shown``: the (tags, digests) to list, when a
+        reference filter chose some."""
+        tags, digests = shown if shown is not None else self._tags_digests(rec["id"])
         labels = (config.get("config") or {}).get("Labels")
         size = self._size(rec)
+        none = not tags and not digests
         return {
             "Containers": -1,
             "Created": int(parse_time(config.get("created"))),
             "Id": rec["id"],
             "Labels": labels,
             "ParentId": "",
-            "RepoDigests": digests or (["<none>@<none>"] if not tags else []),
-            "RepoTags": tags or ["<none>:<none>"],
+            # null for what an image lacks, as dockerd answers API 1.41; <none> for neither
+            "RepoDigests": ["<none>@<none>"] if none else (digests or None),
+            "RepoTags": ["<none>:<none>"] if none else (tags or None),
             "SharedSize": -1,
             "Size": size,
             "VirtualSize": size,
@@ -308,40 +324,51 @@ class ImageService:
         filters = filters or {}
         for k in filters:
             if k not in ("dangling", "reference", "before", "since", "label", "until"):
-                raise InvalidArgument(f"invalid filter '{k}'")
+                raise InvalidArgument(f"Invalid filter '{k}'")
         dangling = None
         if filters.get("dangling"):
-            v = filters["dangling"][-1].lower()
-            if v not in ("true", "false", "1", "0"):
-                raise InvalidArgument(f"invalid filter 'dangling={filters['dangling'][-1]}'")
-            dangling = v in ("true", "1")
+            vals = [v.lower() for v in filters["dangling"]]
+            if "true" in vals or "1" in vals:
+                dangling = True
+            elif "false" in vals or "0" in vals:
+                dangling = False
+            else:
+                raise InvalidArgument(
+                    f"Invalid filter 'dangling=[{' '.join(filters['dangling'])}]'")
+        patterns = filters.get("reference") or []
+        for pat in patterns:
+            _glob_check(pat)
         before = since = None
         if filters.get("before"):
             before = self._created(self.resolve(filters["before"][0]))
         if filters.get("since"):
             since = self._created(self.resolve(filters["since"][0]))
+        until = parse_until(filters["until"][-1]) if filters.get("until") else None
         out = []
         for rec in self.store.images():
             config = self.store.config(rec["id"])
             created = parse_time(config.get("created"))
-            tags = [r for r in self.store.refs_of(rec["id"]) if refs.parse(r).tag]
-            if dangling is not None and dangling != (not tags):
+            tags, digests = self._tags_digests(rec["id"])
+            # dockerd: dangling=true keeps images without tags, =false those with any reference
+            if dangling is True and tags:
+                continue
+            if dangling is False and not tags and not digests:
                 continue
             if before is not None and created >= before:
                 continue
             if since is not None and created <= since:
                 continue
+            if until is not None and created >= until:
+                continue
             if filters.get("label") and not _labels_match(
                     (config.get("config") or {}).get("Labels") or {}, filters["label"]):
                 continue
-            s = self.summary(rec, config)
-            if filters.get("reference"):
-                matched = [t for t in s["RepoTags"] if t != "<none>:<none>"
-                           and any(_ref_match(t, pat) for pat in filters["reference"])]
-                if not matched:
+            if patterns:
+                tags = [t for t in tags if any(_ref_match(t, p) for p in patterns)]
+                digests = [d for d in digests if any(_ref_match(d, p) for p in patterns)]
+                if not tags and not digests:
                     continue
-                s["RepoTags"] = matched
-            out.append(s)
+            out.append(self.summary(rec, config, (tags, digests)))
         if shared_size:
             self._fill_shared(out)
         # newest first, as dockerd answers (the CLIs print in this order)
@@ -370,18 +397,20 @@ class ImageService:
         size = self._size(rec)
         dirs = [self.store.snapshots.dir_of(c) for c in reversed(rec["chain_ids"])
                 if self.store.snapshots.exists(c)]
-        graph = {"Name": "overlay2", "Data": None}
+        data = None
         if dirs:
-            graph["Data"] = {"UpperDir": dirs[0], "MergedDir": "", "WorkDir": ""}
-            if len(dirs) > 1:
-                graph["Data"]["LowerDir"] = ":".join(dirs[1:])
+            # a map in dockerd: its keys come sorted
+            data = {"LowerDir": ":".join(dirs[1:]), "MergedDir": "", "UpperDir": dirs[0],
+                    "WorkDir": ""}
+            if len(dirs) == 1:
+                del data["LowerDir"]
+        graph = {"Data": data, "Name": "overlay2"}
         return {
             "Id": iid,
             "RepoTags": tags,
             "RepoDigests": digests,
             "Parent": "",
-            "Comment": next((h.get("comment", "") for h in reversed(config.get("history") or [])
-                             if h.get("comment")), config.get("comment", "")),
+            "Comment": config.get("comment", ""),
             "Created": config.get("created") or "0001-01-01T00:00:00Z",
             "Container": config.get("container", ""),
             "ContainerConfig": container_config(config.get("container_config")),
@@ -389,7 +418,7 @@ class ImageService:
             "Author": config.get("author", ""),
             "Config": container_config(config.get("config")),
             "Architecture": config.get("architecture", ""),
-            "Variant": config.get("variant"),
+            **({"Variant": config["variant"]} if config.get("variant") else {}),
             "Os": config.get("os", ""),
             "Size": size,
             "VirtualSize": size,
@@ -441,7 +470,7 @@ class ImageService:
         rec = self.store.get(iid)
         rec["last_tag_time"] = _rfc3339(time.time())
         self.store.put(rec)
-        self.events.publish("image", "tag", iid, {"name": ref.familiar()})
+        self.events.publish("image", "tag", iid, self._event_attrs(iid, ref.familiar()))
         return ref.familiar()
 
     def remove(self, name: str, force: bool = False, noprune: bool = False) -> list[dict]:
@@ -449,47 +478,95 @@ class ImageService:
         with self.store.lock:
             return self._remove(name, force)
 
+    def _event_attrs(self, iid: str, name: str | None = None) -> dict:
+        """An image event's attributes as dockerd gives them: the image's labels (while it
+        exists) and ``name``, the reference acted on or else the image ID."""
+        attrs: dict = {}
+        if self.store.has(iid):
+            attrs.update((self.store.config(iid).get("config") or {}).get("Labels") or {})
+        attrs["name"] = name or iid
+        return attrs
+
+    def _users(self, iid: str) -> list[tuple[str, bool]]:
+        """The containers using the image: [(container ID, running)]."""
+        if self.image_users is not None:
+            return list(self.image_users(iid))
+        # only "in use" is known: take it as a running container (the hard conflict)
+        return [("", True)] if self.store.image_in_use(iid) else []
+
     def _remove(self, name: str, force: bool) -> list[dict]:
+        """dockerd's ImageDelete: a reference is untagged first (and the digest references
+        of its repository with its last tag); the image itself goes when no reference is
+        left, quietly keeping it on a conflict; an ID removes the references only when they
+        are one repository's with at most one tag, else it must be forced."""
         iid = self.resolve(name)
         out: list[dict] = []
-        all_refs = self.store.refs_of(iid)
-        by_ref = None
-        try:
-            r = refs.parse(name)
-            cand = str(r.with_default_tag()) if not r.digest else str(r)
-            if cand in all_refs:
-                by_ref = cand
-        except refs.InvalidReference:
-            pass
-        in_use = self.store.image_in_use(iid)
-        if by_ref is not None:
-            # untag only, unless it is the image's last reference
-            if len(all_refs) > 1 or (in_use and not force):
-                if in_use and len(all_refs) == 1:
-                    raise ImageConflict(f"conflict: unable to remove repository reference "
-                                        f"\"{name}\" (must force) - image {iid[7:19]} is in "
-                                        "use by a container")
-                self.store.remove_ref(by_ref)
-                fam = refs.parse(by_ref).familiar()
-                out.append({"Untagged": fam})
-                self.events.publish("image", "untag", iid, {"name": fam})
+        repo_refs = self.store.refs_of(iid)
+        users = self._users(iid)
+        quiet = False
+        if not _is_id_prefix(iid, name):
+            if not force and _single_reference(repo_refs) and users:
+                cid = f"container {users[0][0][:12]} " if users[0][0] else "a container "
+                raise ImageConflict(f"conflict: unable to remove repository reference "
+                                    f"\"{name}\" (must force) - {cid}is using its "
+                                    f"referenced image {iid[7:19]}")
+            ref = refs.parse(name).with_default_tag()
+            self.store.remove_ref(str(ref))
+            out.append({"Untagged": ref.familiar()})
+            self.events.publish("image", "untag", iid, self._event_attrs(iid))
+            repo_refs = self.store.refs_of(iid)
+            if ref.digest is None and not any(
+                    refs.parse(r).name == ref.name and refs.parse(r).digest is None
+                    for r in repo_refs):
+                # the repository's last tag is gone: its digest references go with it
+                for r in repo_refs:
+                    p = refs.parse(r)
+                    if p.name == ref.name and p.digest is not None:
+                        self.store.remove_ref(r)
+                        out.append({"Untagged": p.familiar()})
+                repo_refs = self.store.refs_of(iid)
+            if repo_refs:
                 return out
-        else:
-            if len([x for x in all_refs if refs.parse(x).tag]) > 1 and not force:
-                raise ImageConflict(f"conflict: unable to delete {iid[7:19]} (must be forced) "
-                                    "- image is referenced in multiple repositories")
-        if in_use and not force:
-            raise ImageConflict(f"conflict: unable to delete {iid[7:19]} (cannot be forced) - "
-                                "image is being used by a container")
-        for r in all_refs:
+            quiet = True
+        elif _single_reference(repo_refs):
+            self._check_conflict(iid, users, force, refs_count=0)
+            for r in repo_refs:
+                self.store.remove_ref(r)
+                out.append({"Untagged": refs.parse(r).familiar()})
+                self.events.publish("image", "untag", iid, self._event_attrs(iid))
+        try:
+            self._check_conflict(iid, users, force, len(self.store.refs_of(iid)))
+        except ImageConflict as e:
+            if quiet and (self.store.refs_of(iid) or e.used):
+                return out  # untagged; the image stays for its users
+            raise
+        for r in self.store.refs_of(iid):
             self.store.remove_ref(r)
-            fam = refs.parse(r).familiar()
-            out.append({"Untagged": fam})
-            self.events.publish("image", "untag", iid, {"name": fam})
-        if in_use:
-            return out  # forced: untagged, the container keeps the image
+            out.append({"Untagged": refs.parse(r).familiar()})
+            self.events.publish("image", "untag", iid, self._event_attrs(iid))
         out += self._delete(iid)
         return out
+
+    @staticmethod
+    def _check_conflict(iid: str, users: list[tuple[str, bool]], force: bool,
+                        refs_count: int) -> None:
+        """dockerd's conflicts: a running container is hard; references and stopped
+        containers are soft (``force`` overrides them)."""
+        short = iid[7:19]
+        running = [c for c, up in users if up]
+        if running:
+            who = f"running container {running[0][:12]}" if running[0] else "a running container"
+            raise ImageConflict(f"conflict: unable to delete {short} (cannot be forced) - "
+                                f"image is being used by {who}", used=True)
+        if force:
+            return
+        if refs_count:
+            raise ImageConflict(f"conflict: unable to delete {short} (must be forced) - "
+                                "image is referenced in multiple repositories")
+        if users:
+            raise ImageConflict(f"conflict: unable to delete {short} (must be forced) - "
+                                f"image is being used by stopped container {users[0][0][:12]}",
+                                used=True)
 
     def _delete(self, iid: str) -> list[dict]:
         self.store.delete(iid)
@@ -504,9 +581,17 @@ class ImageService:
             return self._prune(filters or {})
 
     def _prune(self, filters: dict[str, list[str]]) -> dict:
+        for k in filters:
+            if k not in ("dangling", "label", "label!", "until"):
+                raise InvalidArgument(f"Invalid filter '{k}'")
         dangling_only = True
         if filters.get("dangling"):
-            dangling_only = filters["dangling"][-1].lower() in ("true", "1")
+            # as dockerd: false/0 anywhere wins, else true/1 must be there
+            vals = filters["dangling"]
+            if "false" in vals or "0" in vals:
+                dangling_only = False
+            elif "true" not in vals and "1" not in vals:
+                raise InvalidArgument(f"Invalid filter 'dangling=[{' '.join(vals)}]'")
         until = None
         if filters.get("until"):
             until = parse_until(filters["until"][-1])
@@ -521,8 +606,11 @@ class ImageService:
             if self.store.image_in_use(iid):
                 continue
             config = self.store.config(iid)
-            if filters.get("label") and not _labels_match(
-                    (config.get("config") or {}).get("Labels") or {}, filters["label"]):
+            labels = (config.get("config") or {}).get("Labels") or {}
+            if filters.get("label") and not _labels_match(labels, filters["label"]):
+                continue
+            if filters.get("label!") and any(_labels_match(labels, [w])
+                                             for w in filters["label!"]):
                 continue
             if until is not None and parse_time(config.get("created")) >= until:
                 continue
@@ -530,7 +618,7 @@ class ImageService:
                 self.store.remove_ref(r)
                 fam = refs.parse(r).familiar()
                 deleted.append({"Untagged": fam})
-                self.events.publish("image", "untag", iid, {"name": fam})
+                self.events.publish("image", "untag", iid, self._event_attrs(iid))
             deleted += self._delete(iid)
         reclaimed = max(before - self._total_layers(), 0)
         self.events.publish("image", "prune", "", {"reclaimed": str(reclaimed)})
@@ -600,13 +688,12 @@ class ImageService:
                                f"with ID {old} to empty string")
                         if not quiet:
                             progress({"stream": msg + "\n"})
-                    self.events.publish("image", "tag", iid, {"name": r.familiar()})
                     progress({"stream": f"Loaded image: {r.familiar()}\n"})
                     loaded.append(r.familiar())
                 if not named:
                     progress({"stream": f"Loaded image ID: {iid}\n"})
                     loaded.append(iid)
-                self.events.publish("image", "load", iid, {"name": iid})
+                self.events.publish("image", "load", iid, self._event_attrs(iid))
         return loaded
 
     def _register_blobs(self, img, lease, pre: dict | None = None) -> dict:
@@ -702,7 +789,7 @@ class ImageService:
             write_archive(self.store.content, [items[i] for i in order], write,
                           self._diff_size, self.store.open_layer, self.store.layer_size)
         for iid in order:
-            self.events.publish("image", "save", iid, {"name": iid})
+            self.events.publish("image", "save", iid, self._event_attrs(iid))
 
     def _repository_tags(self, name: str) -> list[tuple[str, str]]:
         """For a bare repository name: [(reference, image ID)] of each of its tags."""
@@ -781,12 +868,11 @@ class ImageService:
             now = _rfc3339(time.time())
             u = os.uname()
             arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(u.machine, u.machine)
-            config = {"architecture": arch, "os": "linux", "created": now,
-                      "config": cfg, "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-                      "history": [{"created": now, "created_by": "",
-                                   "comment": message or "Imported from -"}]}
-            if message:
-                config["comment"] = message
+            # dockerd's import writes the comment twice: the image's and its one history entry
+            comment = message or "Imported from -"
+            config = {"architecture": arch, "comment": comment, "config": cfg, "created": now,
+                      "history": [{"created": now, "comment": comment}], "os": "linux",
+                      "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
             raw = json.dumps(config, separators=(",", ":")).encode()
             cdigest = self.store.content.write_blob(raw)
             lease.blobs.add(cdigest)
@@ -796,14 +882,36 @@ class ImageService:
                    "config": {"mediaType": MT_OCI_CONFIG, "digest": cdigest, "size": len(raw)},
                    "manifest": manifest, "layers": layers, "diff_ids": [diff_id],
                    "chain_ids": [diff_id], "loaded": now}
+            if ref is not None:
+                rec["last_tag_time"] = now
             self.store.put(rec)
             if ref is not None:
                 self.store.set_ref(str(ref), cdigest)
-        self.events.publish("image", "import", cdigest, {"name": cdigest})
+        # dockerd's order: the tag, then the import
         if ref is not None:
-            self.events.publish("image", "tag", cdigest, {"name": ref.familiar()})
+            self.events.publish("image", "tag", cdigest,
+                                self._event_attrs(cdigest, ref.familiar()))
+        self.events.publish("image", "import", cdigest, self._event_attrs(cdigest))
         progress({"status": cdigest})
         return cdigest
+
+
+def _is_id_prefix(iid: str, name: str) -> bool:
+    return iid.startswith(name) or iid[7:].startswith(name)
+
+
+def _single_reference(repo_refs: list[str]) -> bool:
+    """dockerd's isSingleReference: the references are one repository's, with at most one
+    tag (any number of digests); false for none."""
+    if len(repo_refs) <= 1:
+        return len(repo_refs) == 1
+    parsed = [refs.parse(r) for r in repo_refs]
+    tagged = [p for p in parsed if p.digest is None]
+    if len(tagged) > 1:
+        return False
+    digest_repos = {p.name for p in parsed if p.digest is not None}
+    single = tagged[0] if tagged else parsed[0]
+    return len(digest_repos) == 1 and single.name in digest_repos
 
 
 def _labels_match(labels: dict, wanted: list[str]) -> bool:
@@ -814,10 +922,66 @@ def _labels_match(labels: dict, wanted: list[str]) -> bool:
     return True
 
 
-def _ref_match(familiar_tag: str, pattern: str) -> bool:
-    """docker's reference filter: a glob on the familiar name, with or without the tag."""
-    name, _, tag = familiar_tag.rpartition(":")
-    if ":" in pattern.rpartition("/")[2]:
-        return fnmatch.fnmatchcase(familiar_tag, pattern)
-    return fnmatch.fnmatchcase(name, pattern)
+def _ref_match(familiar: str, pattern: str) -> bool:
+    """reference.FamiliarMatch: the pattern against the familiar reference, else against
+    its name alone; a Go path.Match glob (``*`` and ``?`` stop at ``/``)."""
+    if _glob(pattern, familiar):
+        return True
+    name = familiar.split("@", 1)[0]
+    tail = name.rpartition("/")[2]
+    if ":" in tail:
+        name = name[:len(name) - len(tail)] + tail.split(":", 1)[0]
+    return _glob(pattern, name)
 
+
+def _glob_check(pattern: str) -> None:
+    try:
+        _glob_regex(pattern)
+    except ValueError:
+        raise InvalidArgument("syntax error in pattern") from None
+
+
+def _glob(pattern: str, name: str) -> bool:
+    return _glob_regex(pattern).fullmatch(name) is not None
+
+
+def _glob_regex(pattern: str):
+    """Go's path.Match as a regular expression: ``*``, ``?``, ``[...]`` (with ``^`` for
+    negation) and ``\\`` escapes; a malformed class is an error."""
+    import re
+
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\":
+            i += 1
+            if i >= n:
+                raise ValueError("bad escape")
+            out.append(re.escape(pattern[i]))
+        elif c == "[":
+            j = i + 1
+            neg = j < n and pattern[j] == "^"
+            if neg:
+                j += 1
+            body = []
+            first = True
+            while j < n and (pattern[j] != "]" or first):
+                if pattern[j] == "\\":
+                    j += 1
+                    if j >= n:
+                        raise ValueError("bad escape")
+                body.append(re.escape(pattern[j]) if pattern[j] != "-" else "-")
+                first = False
+                j += 1
+            if j >= n or not body:
+                raise ValueError("bad class")
+            out.append("[" + ("^/" if neg else "") + "".join(body) + "]")
+            i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out), re.S)

@@ -176,7 +176,7 @@ class ImageStore:
         with self.lock:
             rec = self._images.get(image_id)
         if rec is None:
-            raise NoSuchImage(f"no such image: {image_id}")
+            raise NoSuchImage(f"No such image: {image_id}")
         return rec
 
     def has(self, image_id: str) -> bool:

@@ -103,6 +103,7 @@ class TarReader:
         self._buf = b""
         self._current: Entry | None = None
         self.pos = 0  # bytes consumed
+        self._short = 0  # bytes of the block a read could not complete
 
     def _readn(self, n: int) -> bytes:
         parts = [self._buf[:n]] if self._buf else []
@@ -111,6 +112,7 @@ class TarReader:
         while have < n:
             b = self._read(max(n - have, 1 << 16))
             if not b:
+                self._short = have
                 raise BadArchive(f"{self.what}: unexpected end of tar archive")
             need = n - have
             parts.append(b[:need])
@@ -188,7 +190,9 @@ class TarReader:
                     hdr = self._readn(BLOCK)
                 except BadArchive:
                     if self.pos == 0:
-                        raise BadArchive(f"{self.what}: not a tar archive (empty)") from None
+                        # nothing at all, or less than one header of something
+                        why = "a short file" if self._short else "empty"
+                        raise BadArchive(f"{self.what}: not a tar archive ({why})") from None
                     raise
                 if hdr == b"\0" * BLOCK:
                     # end of archive (one or two zero blocks; read the rest as padding)

@@ -100,3 +100,54 @@ def test_cli_reaches_the_daemon_importing_little(daemon):
     for heavy in ("json", "re", "socket", "argparse", "typing", "dataclasses", "h11",
                   "http.client", "enum"):
         assert heavy not in imported, heavy
+
+
+TEMPLATES = [
+    "{{", "{{.Nope}}", "{{.ID.X}}", "{{nofunc .ID}}", "{{end}}", "{{if .ID}}", "{{json}}",
+    "{{(.ID}}", '{{"abc}}', "{{len .}}", "{{index .ID 1}}", "{{slice .ID 0 3}}",
+    '{{range $i, $e := split .Repository "/"}}[{{$i}}={{$e}}]{{end}}',
+    "{{$x := .ID}}{{$x}}{{$.Tag}}", '{{printf "%q %d %5.2f|%-8s|%x" .Tag 3 1.5 .Tag 255}}',
+    '{{if eq .Tag "latest"}}L{{else if eq .Tag "v1"}}V{{else}}O{{end}} after',
+    '{{html "<a>"}} {{urlquery "a b"}} {{js "x\'y"}}', "table {{.ID}}\t{{.Nope}}",
+]
+
+
+@pytest.mark.parametrize("tmpl", TEMPLATES)
+def test_templates_and_their_errors_as_docker(daemon, tmpl):
+    """Go's template semantics and error texts: the docker CLI formats the same rows."""
+    for args in (["images", "busybox", "--format", tmpl],
+                 ["history", "busybox", "--format", tmpl.replace(".Repository", ".ID")
+                  .replace(".Tag", ".CreatedBy")]):
+        ours = daemon.berth(*args, check=False)
+        theirs = daemon.docker(*args, check=False)
+        assert (ours.returncode, ours.stdout, ours.stderr) == \
+            (theirs.returncode, theirs.stdout, theirs.stderr), args
+
+
+@pytest.mark.parametrize("tmpl", ["{{.Nope}}", "{{.Config.Nope.X}}", "{{index .RepoTags 5}}",
+                                  "{{", "{{.Id}} {{.Metadata.LastTagTime}}",
+                                  "{{range $i, $e := .RepoTags}}{{$i}}={{$e}} {{end}}",
+                                  # the typed struct docker tries first: ID, nil slices, times
+                                  "{{.ID}} {{.Metadata}} {{.RootFS}} {{.Config.Cmd}}",
+                                  "{{.Config.ExposedPorts}} {{json .Config.Labels}}"])
+def test_inspect_templates_as_docker(daemon, tmpl):
+    args = ["image", "inspect", "busybox", "two/layers:1", "nosuch", "-f", tmpl]
+    ours = daemon.berth(*args, check=False)
+    theirs = daemon.docker(*args, check=False)
+    assert (ours.returncode, ours.stdout, ours.stderr) == \
+        (theirs.returncode, theirs.stdout, theirs.stderr)
+
+
+USAGE = [["images", "a", "b"], ["images", "--bogus"], ["tag", "x"], ["save"], ["history"],
+         ["image", "inspect"], ["image", "prune", "x"], ["image", "ls", "a", "b"], ["rmi"],
+         ["load", "x"], ["images", "-x"], ["images", "--format"],
+         ["save", "-o", "/nonexistent/x.tar", "busybox"], ["save", "-o", "/tmp", "busybox"]]
+
+
+@pytest.mark.parametrize("args", USAGE, ids=[" ".join(a) for a in USAGE])
+def test_usage_errors_as_docker(daemon, args):
+    ours = daemon.berth(*args, check=False)
+    theirs = daemon.docker(*args, check=False)
+    # docker 28 prints "SRun" where it means "Run" after an at-most error (a cobra slip)
+    want = theirs.stderr.replace("docker", "berth").replace("\nSRun ", "\nRun ")
+    assert (ours.returncode, ours.stderr) == (theirs.returncode, want)

@@ -32,7 +32,14 @@ ROW = {"Repository": "busybox", "Tag": "latest", "ID": "0123456789ab", "Size": "
     ("{{len .Names}}", "2"),
     ("a {{- \" b \" -}} c", "a b c"),
     ("{{with .Labels}}{{.k}}{{end}}", "v"),
-    ("{{range $k, $v := .Labels}}{{end}}", None),
+    ("{{range $k, $v := .Labels}}{{$k}}={{$v}};{{end}}", "k=v;x=<y>;"),
+    ("{{range $i, $e := .Names}}{{$i}}{{$e}}{{end}}", "0a1b"),
+    ("{{$x := .Tag}}{{$x}}-{{$.Repository}}", "latest-busybox"),
+    ("{{if eq .Tag \"x\"}}X{{else if eq .Tag \"latest\"}}L{{else}}O{{end}} after", "L after"),
+    ("{{slice .ID 0 3}}|{{index .ID 0}}|{{html \"<a>\"}}|{{urlquery \"a b&\"}}",
+     "012|48|&lt;a&gt;|a+b%26"),
+    ("{{printf \"%5.2f|%-4d|%x|%q|%T\" 1.5 7 255 .Tag .Count}}", " 1.50|7   |ff|\"latest\"|int64"),
+    ("{{range $k, $v := .Labels}}{{end}}{{$k}}", None),  # out of scope
 ])
 def test_template(tmpl, want):
     if want is None:
@@ -95,3 +102,30 @@ def test_human_size_precision_4():
                                     (800 * 86400, "2 years")])
 def test_human_duration(s, want):
     assert human_duration(s) == want
+
+
+@pytest.mark.parametrize("tmpl,msg", [
+    # docker CLI 28's own words for each (checked side by side)
+    ("{{", "template: :1: unclosed action"),
+    ("{{nofunc .A}}", 'template: :1: function "nofunc" not defined'),
+    ("{{if .A}}", "template: :1: unexpected EOF"),
+    ("{{json}}", 'template: :1:2: executing "" at <json>: wrong number of args for json: '
+                 "want 1 got 0"),
+    ("{{.ID.X}}", 'template: :1:5: executing "" at <.ID.X>: can\'t evaluate field X in type '
+                  "string"),
+    ("{{.Nope}}", 'template: :1:2: executing "" at <.Nope>: can\'t evaluate field Nope in type '
+                  "*formatter.imageContext"),
+    ("{{index .Names 5}}", 'template: :1:2: executing "" at <index .Names 5>: error calling '
+                           "index: index out of range: 5"),
+])
+def test_errors_in_gos_words(tmpl, msg):
+    with pytest.raises(TemplateError) as e:
+        Template(tmpl, context="*formatter.imageContext").render(ROW)
+    assert e.value.message == msg
+
+
+def test_inspect_mode_missing_key_is_an_error():
+    with pytest.raises(TemplateError) as e:
+        Template("{{.Config.Nope.X}}", missing="error").render({"Config": {}})
+    assert e.value.message == ('template: :1:9: executing "" at <.Config.Nope.X>: map has no '
+                               'entry for key "Nope"')

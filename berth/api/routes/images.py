@@ -32,7 +32,8 @@ def register(router, engine) -> None:
                                             req.flag("force"), req.flag("noprune")))
 
     async def load(req: Request) -> StreamResponse:
-        return StreamResponse(body_progress_stream(req, images.load, quiet=req.flag("quiet")))
+        return StreamResponse(body_progress_stream(req, images.load, in_band=True,
+                                                   quiet=req.flag("quiet")))
 
     async def save(req: Request) -> StreamResponse:
         names = req.query_multi.get("names", [])
