@@ -296,6 +296,10 @@ def _user_process(base: dict, opts: dict, args: list[str]) -> dict:
             int(g) for g in opts["--additional-gids"]]
     if opts.get("--no-new-privs"):
         proc["noNewPrivileges"] = True
+    if opts.get("--apparmor"):
+        proc["apparmorProfile"] = opts["--apparmor"]
+    if opts.get("--process-label"):
+        proc["selinuxLabel"] = opts["--process-label"]
     for c in opts.get("--cap") or ():
         c = c.upper()
         c = c if c.startswith("CAP_") else "CAP_" + c
@@ -642,7 +646,7 @@ def log_error(msg: str) -> None:
 
 def _features() -> int:
     """runtime-spec 1.1 features.md: what this runtime recognises and honours, nothing more
-    (an ignored field is not listed: apparmor and selinux are off, idmapped mounts absent)."""
+    (an ignored field is not listed: idmapped mounts are absent)."""
     from berth import __version__
     from berth.linux import seccomp as ls
     from berth.linux.prctl import CAPS
@@ -667,7 +671,8 @@ def _features() -> int:
                               "archs": sorted(ls.ARCHES),
                               "knownFlags": sorted(spec.SECCOMP_FLAGS),
                               "supportedFlags": sorted(spec.SECCOMP_FLAGS_SUPPORTED)},
-                  "apparmor": {"enabled": False}, "selinux": {"enabled": False},
+                  # applied at exec (berth.runtime.init.exec_attr), as runc does
+                  "apparmor": {"enabled": True}, "selinux": {"enabled": True},
                   "intelRdt": {"enabled": False}},
         "annotations": ann,
     }))

@@ -390,19 +390,33 @@ def _env_get(env: list[str], key: str) -> str | None:
 
 def lookup(arg0: str, env: list[str], cwd: str) -> str:
     """The executable ``arg0`` names, searched in the process's PATH as execvp would."""
+    # As Go's exec.LookPath, which runc uses: an x bit in the mode is what counts, and a file
+    # that exists without one is "permission denied" (docker maps that text to exit 126).
     if "/" in arg0:
         p = arg0 if arg0.startswith("/") else os.path.join(cwd, arg0)
-        if os.access(p, os.X_OK) and not os.path.isdir(p):
+        try:
+            mode = os.stat(p).st_mode
+        except OSError as e:
+            raise OSError(e.errno, f'exec: "{arg0}": stat {arg0}: '
+                                   f"{e.strerror.lower()}") from None
+        if _executable(mode):
             return p
-        raise OSError(2, f'exec: "{arg0}": stat {arg0}: no such file or directory')
+        raise OSError(13, f'exec: "{arg0}": permission denied')
     path = _env_get(env, "PATH")
     if path is None:
         path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     for d in path.split(":"):
         p = os.path.join(d or ".", arg0)
-        if os.access(p, os.X_OK) and not os.path.isdir(p):
-            return p
+        try:
+            if _executable(os.stat(p).st_mode):
+                return p
+        except OSError:
+            continue
     raise OSError(2, f'exec: "{arg0}": executable file not found in $PATH')
+
+
+def _executable(mode: int) -> bool:
+    return mode & 0o170000 != 0o040000 and mode & 0o111 != 0
 
 
 def _home(uid: int) -> str:
@@ -435,6 +449,10 @@ def finish_process(proc: dict, plan: dict, env: list[str]) -> None:
                 raise OSError(getattr(e, "errno", 22) or 22,
                               f"setrlimit {r['type']}: {e}") from None
     home = _home(user_uid(proc)) if _env_get(env, "HOME") is None else None
+    if proc.get("apparmorProfile"):
+        exec_attr("apparmor", "exec " + proc["apparmorProfile"], "apparmor profile")
+    if proc.get("selinuxLabel"):
+        exec_attr("selinux", proc["selinuxLabel"], "selinux label")
     # Before any filter: what comes after a seccomp load is limited to the syscalls runc makes
     # there too (a profile without close_range, as runtime-tools' and older Docker's, works).
     ready_fds_and_signals(plan)
@@ -484,6 +502,28 @@ def finish_process(proc: dict, plan: dict, env: list[str]) -> None:
     os.umask(user.get("umask", 0o022) if user.get("umask") is not None else 0o022)
     if home is not None:
         env.append("HOME=" + home)
+
+
+def exec_attr(lsm: str, value: str, what: str) -> None:
+    """Ask the LSM to move the process into ``value`` at its next execve, as runc does (by
+    /proc/self/attr/<lsm>/exec, or the older shared /proc/self/attr/exec). A host without
+    that LSM refuses the write: the container is then not started unconfined."""
+    for path in (f"/proc/self/attr/{lsm}/exec", "/proc/self/attr/exec"):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise OSError(e.errno, f"unable to apply {what}: open {path}: {e.strerror}") from None
+        try:
+            os.write(fd, value.encode())
+            return
+        except OSError as e:
+            raise OSError(e.errno, f"unable to apply {what}: write {path}: "
+                                   f"{e.strerror.lower()}") from None
+        finally:
+            os.close(fd)
+    raise OSError(2, f"unable to apply {what}: /proc/self/attr/exec is missing")
 
 
 def user_uid(proc: dict) -> int:

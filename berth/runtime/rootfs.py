@@ -292,6 +292,10 @@ class Rootfs:
             if dest == "/dev":
                 self.dev_bound = True
             return
+        label = self.linux.get("mountLabel")
+        if label and typ not in ("proc", "sysfs", "mqueue") and "context=" not in data:
+            # the SELinux label of what the mount holds, as runc gives it
+            data = f'{data + "," if data else ""}context="{label}"'
         if typ == "devpts":
             self.has_devpts = True
         if typ in ("proc", "sysfs"):

@@ -243,7 +243,9 @@ def validate_process(proc: dict, p: str, exec_: bool = False) -> None:
     if o is not None and not -1000 <= o <= 1000:
         _fail(p + "oomScoreAdj", f"{o} is not in [-1000, 1000]")
     _get(proc, "apparmorProfile", str, "a string", p)
-    _get(proc, "selinuxLabel", str, "a string", p)
+    if _get(proc, "selinuxLabel", str, "a string", p) and not os.path.isdir("/sys/fs/selinux"):
+        _fail(p + "selinuxLabel", "selinux label is specified in config, but selinux is "
+                                  "disabled or not supported")
 
 
 def _mappings(linux: dict, key: str) -> list:

@@ -330,3 +330,32 @@ def test_syscall_newer_than_the_profile_gets_enosys(runtimes, make_bundle, enosy
     res = run_both(runtimes, make_bundle, edit, ["/probe"], "nosys", copy_rootfs=True)
     b, r = _ok(res)
     assert b == r == "-1 38 1 -1 1\n"  # ENOSYS, then EPERM for kcmp
+
+
+def test_lsm_settings_this_host_cannot_honour_fail(runtimes, make_bundle):
+    """An AppArmor profile on a host without AppArmor, a mount label without SELinux: the
+    container is refused (as by runc), never started unconfined."""
+    if os.path.isdir("/sys/kernel/security/apparmor") or os.path.isdir("/sys/fs/selinux"):
+        pytest.skip("a host without AppArmor and SELinux")
+    for edit, says in (
+            (lambda c, b: c["process"].update(apparmorProfile="berth-test"),
+             b"unable to apply apparmor profile"),
+            (lambda c, b: c["linux"].update(mountLabel="system_u:object_r:svirt_sandbox_file_t:s0"),
+             b"invalid argument")):
+        res = run_both(runtimes, make_bundle, edit, ["true"], f"lsm{len(says)}")
+        for name, r in res.items():
+            assert r.returncode != 0, name
+            assert says in r.stderr.lower(), (name, r.stderr)
+
+
+@pytest.mark.parametrize("arg0,says", [("/etc/passwd", b"permission denied"),
+                                       ("/etc", b"permission denied"),
+                                       ("/no/such", b"no such file or directory"),
+                                       ("nosuchcmd", b"executable file not found in $PATH")])
+def test_process_that_cannot_be_executed(runtimes, make_bundle, arg0, says):
+    """runc's words (Go's LookPath), which docker turns into exit codes 126 and 127."""
+    res = run_both(runtimes, make_bundle, None, [arg0], "nx")
+    for name, r in res.items():
+        assert r.returncode != 0, name
+        assert says in r.stderr, (name, r.stderr)
+        assert f'exec: "{arg0}"'.encode() in r.stderr.replace(b'\\"', b'"'), (name, r.stderr)

@@ -160,7 +160,7 @@ def test_features_claims_only_what_is_honoured(capsys):
     sc = f["linux"]["seccomp"]
     assert "SCMP_ACT_NOTIFY" not in sc["actions"]
     assert set(sc["supportedFlags"]) <= set(sc["knownFlags"])
-    assert f["linux"]["apparmor"] == {"enabled": False}
+    assert f["linux"]["apparmor"] == {"enabled": True}  # applied at exec, as runc does
     assert f["linux"]["cgroup"]["v2"] is True
 
 
