@@ -782,20 +782,24 @@ class V2Manager(Manager):
         """OOM kills counted in memory.events; the end is cgroup.events saying "populated 0"
         (both kernfs files wake a poll for POLLPRI when they change), as runc's fs2 does."""
         fds = []
+        # without the memory controller there is no memory.events, and no OOM either
+        names = ["cgroup.events"] + (["memory.events"] if os.path.exists(
+            self.dir + "/memory.events") else [])
         try:
-            for f in ("memory.events", "cgroup.events"):
+            for f in names:
                 fds.append(os.open(f"{self.dir}/{f}", os.O_RDONLY | os.O_CLOEXEC))
         except OSError as e:
             for fd in fds:
                 os.close(fd)
             raise CgroupError(f"cgroup: open {self.dir}/{f}: {e.strerror}") from e
         w = OomWatch(fds, [], self._v2_event, self.dir, prio=True)
-        w.kills = _kv_fd(fds[0]).get("oom_kill", 0)
+        if len(fds) > 1:
+            w.kills = _kv_fd(fds[1]).get("oom_kill", 0)
         return w
 
     @staticmethod
     def _v2_event(watch: "OomWatch", fd: int) -> str | None:
-        if fd == watch.fds[1]:
+        if fd == watch.fds[0]:
             return "end" if _kv_fd(fd).get("populated", 1) == 0 else None
         kills = _kv_fd(fd).get("oom_kill", 0)
         if kills > watch.kills:
