@@ -332,20 +332,36 @@ def _env_get(env: list[str], key: str) -> str | None:
 
 
 def lookup(arg0: str, env: list[str], cwd: str) -> str:
-    """The executable ``arg0`` names, searched in the process's PATH as execvp would."""
+    """The executable ``arg0`` names, as runc finds it (Go's exec.LookPath): a path with a slash
+    must be a file with an x bit (else EACCES, which docker turns into exit code 126); a bare
+    name is the first such file in PATH (else not found, 127)."""
     if "/" in arg0:
         p = arg0 if arg0.startswith("/") else os.path.join(cwd, arg0)
-        if os.access(p, os.X_OK) and not os.path.isdir(p):
+        err = _not_executable(p)
+        if not err:
             return p
-        raise OSError(2, f'exec: "{arg0}": stat {arg0}: no such file or directory')
+        if err == 13:
+            raise OSError(13, f'exec: "{arg0}": permission denied')
+        raise OSError(err, f'exec: "{arg0}": stat {arg0}: {os.strerror(err).lower()}')
     path = _env_get(env, "PATH")
     if path is None:
         path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     for d in path.split(":"):
         p = os.path.join(d or ".", arg0)
-        if os.access(p, os.X_OK) and not os.path.isdir(p):
+        if not _not_executable(p):
             return p
     raise OSError(2, f'exec: "{arg0}": executable file not found in $PATH')
+
+
+def _not_executable(p: str) -> int:
+    """0 for a non-directory with an x bit (the mode bits only, as Go checks), else an errno."""
+    try:
+        mode = os.stat(p).st_mode
+    except OSError as e:
+        return e.errno or 2
+    if mode & 0o170000 == 0o040000 or not mode & 0o111:
+        return 13
+    return 0
 
 
 def _home(uid: int) -> str:

@@ -20,16 +20,21 @@ def test_echo_and_exit_codes(bd):
     assert bd.berth("ps", "-aq").stdout == ""  # --rm removed even the one that failed
 
 
-@pytest.mark.parametrize("runtime", [
-    "runc",
-    pytest.param("berth-runtime", marks=pytest.mark.xfail(
-        strict=True, reason="berth-runtime's init reports ENOENT, not EACCES, for a command "
-                            "that exists but cannot be executed (berth/runtime/init.py lookup)")),
-])
-def test_not_executable_is_126(bd, runtime):
-    r = run(bd, "--runtime", runtime, "busybox", "/etc/passwd", check=False)
+@pytest.mark.parametrize("runtime", ["runc", "berth-runtime"])
+@pytest.mark.parametrize("cmd", ["/etc/passwd", "/tmp", "./passwd"])
+def test_not_executable_is_126(bd, runtime, cmd):
+    # runc (Go's exec.LookPath): a path without an x bit, or a directory, is EACCES
+    r = run(bd, "--runtime", runtime, "-w", "/etc", "busybox", cmd, check=False)
     assert r.returncode == 126, r.stderr
-    assert "permission denied" in r.stderr
+    assert f'exec: "{cmd}": permission denied' in r.stderr
+    assert "Error waiting" not in r.stderr  # the removal's wait has no error (dockerd's)
+
+
+def test_not_executable_in_path_is_not_found(bd):
+    # a bare name whose only match in PATH lacks the x bit: not found, as runc says
+    r = run(bd, "-e", "PATH=/etc", "busybox", "passwd", check=False)
+    assert r.returncode == 127, r.stderr
+    assert 'exec: "passwd": executable file not found in $PATH' in r.stderr
 
 
 def test_stdout_and_stderr_are_separate(bd):
