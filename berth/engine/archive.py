@@ -33,7 +33,8 @@ def _helper_argv(*args: str) -> tuple[list[str], dict]:
 
     src = os.path.dirname(os.path.dirname(os.path.abspath(berth.__file__)))
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": src, "LC_ALL": "C.UTF-8"}
-    return [sys.executable, "-S", "-m", "berth.engine.cphelper", *args], env
+    # -P: never the working directory first in sys.path (the helper runs as root)
+    return [sys.executable, "-P", "-S", "-m", "berth.engine.cphelper", *args], env
 
 
 def _raise_helper(stderr: bytes, what: str) -> None:
