@@ -1,0 +1,71 @@
+"""What the independent check found, each beside the real dockerd through the real clients
+(docker CLI 28, docker-py): the user sees the same codes, words and JSON from both."""
+
+import threading
+import time
+
+import docker
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.interop]
+
+
+def both(bd, dockerd, *args, **kw):
+    """(berthd's result, dockerd's result) of ``docker ARGS``."""
+    return bd.docker(*args, check=False, **kw), dockerd.docker(*args, check=False, text=True,
+                                                                **kw)
+
+
+@pytest.mark.parametrize("args,code", [
+    (["-w", "/etc", "busybox", "/etc/passwd"], 126),
+    (["-w", "/etc", "busybox", "./passwd"], 126),
+    (["busybox", "/tmp"], 126),
+    (["busybox", "/nonexist"], 127),
+    (["busybox", "nonexist"], 127),
+    (["-e", "PATH=/etc", "busybox", "passwd"], 127),
+])
+def test_a_command_that_cannot_start(bd, dockerd, args, code):
+    b, d = both(bd, dockerd, "run", "--rm", "--network", "none", *args)
+    assert b.returncode == d.returncode == code, (b.stderr, d.stderr)
+    # the words of runc's error, and no "Error waiting for container" from the removal's wait
+    tail = d.stderr.split("unable to start container process: ")[1].split(": unknown")[0]
+    assert tail in b.stderr
+    assert "Error waiting" not in b.stderr
+    assert bd.docker("ps", "-aq").stdout == ""
+
+
+def test_a_file_bound_onto_a_directory(bd, dockerd, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    b, d = both(bd, dockerd, "run", "--rm", "--network", "none", "-v", f"{f}:/etc", "busybox",
+                "true")
+    assert b.returncode == d.returncode == 125
+    hint = ("not a directory: unknown: Are you trying to mount a directory onto a file (or "
+            "vice-versa)? Check if the specified host path exists and is the expected type")
+    assert hint in d.stderr
+    assert hint.split(": unknown: ")[1] in b.stderr
+    assert "Error waiting" not in b.stderr
+
+
+def test_wait_for_removal_of_a_container_that_failed_to_start(bd, dockerd):
+    results = []
+    for c in (bd.client(), docker.DockerClient(base_url=dockerd.host, timeout=60)):
+        ctr = c.containers.create("busybox", ["/nonexist"], network_mode="none")
+        out = {}
+        try:
+            with pytest.raises(docker.errors.APIError):
+                ctr.start()
+            t = threading.Thread(target=lambda c=c, i=ctr.id, o=out: o.update(
+                c.api.wait(i, condition="removed")))
+            t.start()
+            time.sleep(0.5)  # the wait is in before the removal
+            ctr.remove()
+            t.join(10)
+            results.append(out)
+        finally:
+            try:
+                ctr.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            c.close()
+    assert results[0] == results[1] == {"StatusCode": 127, "Error": None}
