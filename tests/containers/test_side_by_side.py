@@ -69,3 +69,31 @@ def test_wait_for_removal_of_a_container_that_failed_to_start(bd, dockerd):
                 pass
             c.close()
     assert results[0] == results[1] == {"StatusCode": 127, "Error": None}
+
+
+def test_logs_tail_that_is_not_a_number_means_all(bd, dockerd):
+    for d in (bd, dockerd):
+        d.docker("run", "--name", "tl", "--network", "none", "busybox", "sh", "-c",
+                 "echo a; echo b")
+    try:
+        for tail in ("x", "-1", "all", "1"):
+            b, d = both(bd, dockerd, "logs", "--tail", tail, "tl")
+            assert (b.returncode, b.stdout, b.stderr) == (d.returncode, d.stdout, d.stderr)
+        assert b.stdout == "b\n"
+    finally:
+        for d in (bd, dockerd):
+            d.docker("rm", "-f", "tl", check=False)
+
+
+def test_stats_of_a_stopped_container(bd, dockerd):
+    for d in (bd, dockerd):
+        d.docker("create", "--name", "st", "--network", "none", "busybox", "true")
+    try:
+        b, d = both(bd, dockerd, "stats", "--no-stream", "st")
+        assert b.returncode == d.returncode == 0
+        assert b.stdout.splitlines()[1].split()[1:] == d.stdout.splitlines()[1].split()[1:]
+        berth = bd.berth("stats", "--no-stream", "st").stdout
+        assert berth.splitlines()[1].split()[1:] == d.stdout.splitlines()[1].split()[1:]
+    finally:
+        for d in (bd, dockerd):
+            d.docker("rm", "-f", "st", check=False)

@@ -256,8 +256,10 @@ def register(router, engine) -> None:
             raise InvalidArgument("Bad parameters: you must choose at least one stream")
         follow = req.flag("follow")
         ts = req.flag("timestamps")
-        tail_s = req.arg("tail") or "all"
-        tail = -1 if tail_s == "all" else _int_arg(req, "tail", -1)
+        try:  # dockerd: what does not parse as a number (also "all") means every line
+            tail = int(req.arg("tail"))
+        except ValueError:
+            tail = -1
         since = _since_ns(req.arg("since"))
         until = _since_ns(req.arg("until"))
         tty = bool(c.rec["Config"].get("Tty"))
