@@ -727,6 +727,7 @@ class ContainerService:
             c.rec["State"] = cs.transition(c.state, "exit", c.id, exit_code=code,
                                            oom_killed=rec.get("oom_killed"),
                                            error=rec.get("error", "") if code == 128 else "",
+                                           started_at=_ns_rfc3339(rec.get("started_at")),
                                            finished_at=_ns_rfc3339(rec.get("exited_at")))
         await asyncio.to_thread(self._teardown, c)
         if not c.removed:

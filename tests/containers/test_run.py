@@ -167,6 +167,20 @@ def test_ps_filters_and_quiet(bd):
     assert r.returncode == 1 and "invalid filter 'bogus'" in r.stderr
 
 
+def _ns(t: str) -> tuple[str, str]:
+    """RFC 3339 in UTC as docker writes it (the fraction without trailing zeros), comparable."""
+    sec, _, frac = t.rstrip("Z").partition(".")
+    return sec, frac.ljust(9, "0")
+
+
+def test_a_quick_exit_finishes_after_it_started(bd):
+    for i in range(5):
+        bd.berth("run", "--name", f"qx{i}", "--network", "none", "busybox", "true")
+        st = json.loads(bd.berth("inspect", f"qx{i}").stdout)[0]["State"]
+        assert _ns(st["StartedAt"]) <= _ns(st["FinishedAt"]), st
+        bd.berth("rm", f"qx{i}")
+
+
 def test_top_and_stats(bd):
     bd.berth("run", "-d", "--name", "tp", "--network", "none", "busybox", "sleep", "300")
     top = bd.berth("top", "tp").stdout.splitlines()
