@@ -128,6 +128,7 @@ def from_container(ctx, ctr: str, src: str, dst: str, follow: bool) -> int:
                 os.path.abspath(dst))  # lands as dst
         tarfile = _tarfile()
         root = os.geteuid() == 0
+        uid, gid = os.getuid(), os.getgid()
         with tarfile.open(fileobj=_Reader(r), mode="r|") as tar:
             for m in tar:
                 name = os.path.normpath(m.name)
@@ -145,6 +146,9 @@ def from_container(ctx, ctr: str, src: str, dst: str, follow: bool) -> int:
                 if m.islnk() and not _inside(out_root, m.linkname):
                     continue
                 m.name = name
+                # docker cp: what lands on the host belongs to the user who ran it (even with
+                # -a, which only governs the way into a container)
+                m.uid, m.gid = uid, gid
                 full = os.path.join(out_root, name)
                 if os.path.lexists(full) and not m.isdir() and not \
                         (os.path.isdir(full) and not os.path.islink(full)):
@@ -152,7 +156,7 @@ def from_container(ctx, ctr: str, src: str, dst: str, follow: bool) -> int:
                 kw = {}
                 if hasattr(tarfile, "tar_filter"):
                     kw["filter"] = "fully_trusted" if root else "tar"
-                tar.extract(m, out_root, numeric_owner=root, **kw)
+                tar.extract(m, out_root, numeric_owner=True, **kw)
     finally:
         r.close()
     return 0

@@ -176,19 +176,19 @@ async def put(service, c, path: str, body: AsyncIterator[bytes], no_overwrite: b
         raise errors.InvalidArgument("Path cannot be empty")
     if c.rec["HostConfig"].get("ReadonlyRootfs") and not _in_volume(c, path):
         raise errors.PermissionDenied("container rootfs is marked read-only")
-    chown = "0:0"
-    if copy_uid_gid:
-        from . import users
-
-        rootfs = os.path.join(service._run_dir(c.id), "rootfs")
-        try:
-            uid, gid, _g, _h = await asyncio.to_thread(users.resolve, rootfs,
-                                                       c.rec["Config"].get("User", ""))
-            chown = f"{uid}:{gid}"
-        except errors.BerthError:
-            pass
+    # dockerd keeps the archive's owners; copyUIDGID gives everything to the container's
+    # user, when it has one (daemon.tarCopyOptions)
+    user = c.rec["Config"].get("User") if copy_uid_gid else ""
     async with Session(service, c) as where:
-        args = [*where, "put", path, "--chown", chown]
+        chown = None
+        if user:
+            from . import users
+
+            # the container's passwd and group, with its rootfs mounted (a stopped one's too)
+            uid, gid, _g, _h = await asyncio.to_thread(
+                users.resolve, os.path.join(service._run_dir(c.id), "rootfs"), user)
+            chown = f"{uid}:{gid}"
+        args = [*where, "put", path, *(("--chown", chown) if chown else ())]
         if no_overwrite:
             args.append("--no-overwrite-dir-non-dir")
         proc = await _spawn(args, stdin=asyncio.subprocess.PIPE)

@@ -1,6 +1,10 @@
 """What the independent check found, each beside the real dockerd through the real clients
 (docker CLI 28, docker-py): the user sees the same codes, words and JSON from both."""
 
+import io
+import os
+import subprocess
+import tarfile
 import threading
 import time
 
@@ -97,3 +101,52 @@ def test_stats_of_a_stopped_container(bd, dockerd):
     finally:
         for d in (bd, dockerd):
             d.docker("rm", "-f", "st", check=False)
+
+
+def _owners(d, ctr: str, path: str) -> list[str]:
+    """uid/gid of each file under PATH in the container, read through the archive API."""
+    r = subprocess.run(["docker", "-H", d.host, "cp", f"{ctr}:{path}", "-"],
+                       capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(r.stdout)) as t:
+        return sorted(f"{m.name} {m.uid}:{m.gid}" for m in t if m.isfile())
+
+
+@pytest.mark.parametrize("running", [True, False])
+def test_cp_into_a_container_keeps_owners_and_a_gives_them_to_its_user(bd, dockerd, tmp_path,
+                                                                        running):
+    src = tmp_path / "d"
+    src.mkdir()
+    (src / "f").write_text("x")
+    os.chown(src / "f", 1234, 5678)
+    got = []
+    for d in (bd, dockerd):
+        if running:
+            d.docker("run", "-d", "--name", "own", "-u", "nobody", "--network", "none",
+                     "busybox", "sleep", "60")
+        else:
+            d.docker("create", "--name", "own", "-u", "nobody", "--network", "none",
+                     "busybox", "true")
+        try:
+            d.docker("cp", str(src), "own:/plain")
+            d.docker("cp", "-a", str(src), "own:/archive")
+            got.append(_owners(d, "own", "/plain") + _owners(d, "own", "/archive"))
+        finally:
+            d.docker("rm", "-f", "own", check=False)
+    assert got[0] == got[1] == ["plain/f 1234:5678", "archive/f 65534:65534"]
+
+
+def test_cp_out_of_a_container_belongs_to_the_user_who_ran_it(bd, dockerd, tmp_path):
+    for d in (bd, dockerd):
+        d.docker("run", "--name", "out", "--network", "none", "busybox", "sh", "-c",
+                 "mkdir /d; echo x > /d/f; chown 1:2 /d /d/f")
+    try:
+        for who, cli in (("docker-dockerd", dockerd.docker), ("docker-berthd", bd.docker),
+                         ("berth", bd.berth)):
+            for flag in ([], ["-a"]):
+                dst = tmp_path / f"{who}{''.join(flag)}"
+                cli("cp", *flag, "out:/d", str(dst))
+                st = (dst / "f").stat()
+                assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid()), (who, flag)
+    finally:
+        for d in (bd, dockerd):
+            d.docker("rm", "-f", "out", check=False)
