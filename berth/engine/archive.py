@@ -99,11 +99,12 @@ class Session:
             self.c.lock.release()
 
 
-async def _spawn(where: list[str], *args: str, stdin=None):
+async def _spawn(where: list[str], *args: str, stdin=None, pass_fds=()):
     argv, env = _helper_argv(*where, *args)
     return await asyncio.create_subprocess_exec(
         *argv, env=env, stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK,
+        pass_fds=pass_fds)
 
 
 async def _drain(proc, session: Session, what: str) -> AsyncIterator[bytes]:
@@ -129,29 +130,30 @@ def encode_stat(st: dict) -> str:
     return base64.b64encode(json.dumps(st, separators=(",", ":")).encode()).decode()
 
 
-async def stat(service, c, path: str) -> dict:
+async def stat(service, c, path: str, ref: str = "") -> dict:
     if not path:
         raise errors.InvalidArgument("Path cannot be empty")
     async with Session(service, c) as where:
         proc = await _spawn(where, "stat", path)
         out, err = await proc.communicate()
     if proc.returncode != 0:
-        _fix_not_found(err, path, c.id)
+        _fix_not_found(err, path, ref or c.id)
     return json.loads(out)
 
 
-def _fix_not_found(err: bytes, path: str, cid: str) -> None:
+def _fix_not_found(err: bytes, path: str, name: str) -> None:
     try:
         msg = json.loads(err.strip().splitlines()[-1])
         if msg.get("kind") == "NotFound":
-            raise errors.NotFound(f"Could not find the file {path} in container {cid}")
+            raise errors.NotFound(f"Could not find the file {path} in container {name}")
     except (ValueError, IndexError):
         pass
     _raise_helper(err, "archive")
 
 
-async def get(service, c, path: str) -> tuple[dict, AsyncIterator[bytes]]:
-    """(the path's stat, the tar stream); the helper runs while the stream is read."""
+async def get(service, c, path: str, ref: str = "") -> tuple[dict, AsyncIterator[bytes]]:
+    """(the path's stat, the tar stream); the helper runs while the stream is read. ``ref``:
+    the container as the client named it (dockerd's not-found message repeats it)."""
     if not path:
         raise errors.InvalidArgument("Path cannot be empty")
     session = Session(service, c)
@@ -162,7 +164,7 @@ async def get(service, c, path: str) -> tuple[dict, AsyncIterator[bytes]]:
         if not line:
             err = await proc.stderr.read()
             await proc.wait()
-            _fix_not_found(err, path, c.id)
+            _fix_not_found(err, path, ref or c.id)
         st = json.loads(line)
     except BaseException:
         await session.__aexit__(None, None, None)
@@ -171,7 +173,7 @@ async def get(service, c, path: str) -> tuple[dict, AsyncIterator[bytes]]:
 
 
 async def put(service, c, path: str, body: AsyncIterator[bytes], no_overwrite: bool,
-              copy_uid_gid: bool) -> None:
+              copy_uid_gid: bool, ref: str = "") -> None:
     if not path:
         raise errors.InvalidArgument("Path cannot be empty")
     if c.rec["HostConfig"].get("ReadonlyRootfs") and not _in_volume(c, path):
@@ -206,7 +208,7 @@ async def put(service, c, path: str, body: AsyncIterator[bytes], no_overwrite: b
         err = await proc.stderr.read()
         await proc.wait()
     if proc.returncode != 0:
-        _fix_not_found(err, path, c.id)
+        _fix_not_found(err, path, ref or c.id)
 
 
 def _in_volume(c, path: str) -> bool:
@@ -219,16 +221,36 @@ def _in_volume(c, path: str) -> bool:
 
 
 async def export(service, c) -> AsyncIterator[bytes]:
+    """The rootfs alone, as docker export: no volume, tmpfs, /proc or /sys of the container's."""
     session = Session(service, c)
-    where = await session.__aenter__()
-    if where[0] == "--root":
-        where = where[:2]  # export is the rootfs alone: no volumes, as docker export
+    fd = _pinned_rootfs(service, c) if cs.is_running(c.state) else None
     try:
-        proc = await _spawn(where, "export")
+        if fd is not None:
+            proc = await _spawn(["--root-fd", str(fd)], "export", pass_fds=(fd,))
+        else:
+            where = await session.__aenter__()
+            proc = await _spawn(where[:2], "export")
     except BaseException:
         await session.__aexit__(None, None, None)
         raise
+    finally:
+        if fd is not None:
+            os.close(fd)
     return _drain(proc, session, "export")
+
+
+def _pinned_rootfs(service, c) -> int | None:
+    """An fd of a running container's rootfs mount in berthd's namespace, or None if it is not
+    mounted (any more): the fd keeps the mount readable even once teardown detaches it."""
+    rootfs = os.path.join(service._run_dir(c.id), "rootfs")
+    try:
+        fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if os.fstat(fd).st_dev == os.stat(os.path.dirname(rootfs)).st_dev:
+        os.close(fd)
+        return None
+    return fd
 
 
 # --- diff ---------------------------------------------------------------------------------

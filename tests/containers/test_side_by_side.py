@@ -150,3 +150,39 @@ def test_cp_out_of_a_container_belongs_to_the_user_who_ran_it(bd, dockerd, tmp_p
     finally:
         for d in (bd, dockerd):
             d.docker("rm", "-f", "out", check=False)
+
+
+def _names(data: bytes) -> set[str]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        return {m.name.strip("/") for m in t}
+
+
+# dockerd's init layer: placeholders berth does not make
+_INIT_LAYER = {".dockerenv", "dev/console", "dev/pts", "dev/shm", "etc/mtab"}
+
+
+def test_export_and_cp_root_of_a_running_container(bd, dockerd, tmp_path):
+    got = {}
+    for name, d in (("berthd", bd), ("dockerd", dockerd)):
+        d.docker("run", "-d", "--name", "ex", "--network", "none", "--tmpfs", "/scratch",
+                 "busybox", "sh", "-c", "echo hi > /made; echo t > /scratch/t; sleep 60")
+        try:
+            exp = subprocess.run(["docker", "-H", d.host, "export", "ex"], capture_output=True,
+                                 timeout=60)
+            arc = subprocess.run(["docker", "-H", d.host, "cp", "ex:/", "-"],
+                                 capture_output=True, timeout=60)
+            dst = tmp_path / name
+            cp = subprocess.run(["docker", "-H", d.host, "cp", "ex:/", str(dst)],
+                                capture_output=True, timeout=60)
+            got[name] = (exp.returncode, arc.returncode, cp.returncode,
+                         _names(exp.stdout) - _INIT_LAYER,
+                         {n.lstrip("/") for n in _names(arc.stdout)} - _INIT_LAYER,
+                         sorted(p.name for p in dst.iterdir()))
+        finally:
+            d.docker("rm", "-f", "ex", check=False)
+    b, d = got["berthd"], got["dockerd"]
+    assert b[:3] == d[:3] == (0, 0, 0)
+    assert "made" in b[3] and "proc" in b[3] and not any(n.startswith("proc/") for n in b[3])
+    assert b[3] == d[3]  # the rootfs alone: no tmpfs, no /proc or /sys contents
+    assert not any(n.startswith(("proc/", "sys/", "dev/")) for n in b[4])
+    assert b[5] == [n for n in d[5] if n != ".dockerenv"]

@@ -347,7 +347,7 @@ def register(router, engine) -> None:
 
     async def archive_head(req: Request) -> Response:
         c = svc.get(req.params["id"])
-        st = await archive.stat(svc, c, req.arg("path"))
+        st = await archive.stat(svc, c, req.arg("path"), req.params["id"])
         return Response(200, b"", content_type="",
                         headers=[("X-Docker-Container-Path-Stat", archive.encode_stat(st))])
 
@@ -355,14 +355,15 @@ def register(router, engine) -> None:
         if req.method == "HEAD":
             return await archive_head(req)
         c = svc.get(req.params["id"])
-        st, chunks = await archive.get(svc, c, req.arg("path"))
+        st, chunks = await archive.get(svc, c, req.arg("path"), req.params["id"])
         return StreamResponse(chunks, content_type="application/x-tar",
                               headers=[("X-Docker-Container-Path-Stat", archive.encode_stat(st))])
 
     async def archive_put(req: Request) -> Response:
         c = svc.get(req.params["id"])
         await archive.put(svc, c, req.arg("path"), req.stream(),
-                          req.flag("noOverwriteDirNonDir"), req.flag("copyUIDGID"))
+                          req.flag("noOverwriteDirNonDir"), req.flag("copyUIDGID"),
+                          req.params["id"])
         return Response(200, b"", content_type="")
 
     async def commit(req: Request) -> Response:
