@@ -926,10 +926,12 @@ def stats(ctx, argv) -> int:
 # ------------------------------------------------------------------ cp
 
 def _split_cp(arg: str) -> tuple[str | None, str]:
-    if arg.startswith("/") or arg.startswith(".") or arg == "-":
+    """docker's splitCpArg: an absolute path, no colon, or a first part starting with "."
+    is local."""
+    if arg.startswith("/"):
         return None, arg
     ctr, sep, path = arg.partition(":")
-    if not sep or "/" in ctr:
+    if not sep or ctr.startswith("."):
         return None, arg
     return ctr, path
 
@@ -948,6 +950,12 @@ def cp(ctx, argv) -> int:
     opts, (src, dst) = parsed
     sc, sp = _split_cp(src)
     dc, dp = _split_cp(dst)
+    if not sp:
+        ctx.err.write("source can not be empty\n")
+        return 1
+    if not dp:
+        ctx.err.write("destination can not be empty\n")
+        return 1
     if sc and dc:
         ctx.err.write("copying between containers is not supported\n")
         return 1
