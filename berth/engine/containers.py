@@ -545,14 +545,19 @@ class ContainerService:
                       prefix: str = "failed to create task: OCI runtime create failed: "
                       ) -> None:
         msg = str(e)
-        low = msg.lower()
-        code = 128
-        if "executable file not found" in low or "no such file or directory" in low:
-            code = 127
-        elif "permission denied" in low or "is a directory" in low:
-            code = 126
         if not msg.startswith("OCI runtime"):
             msg = prefix + msg
+        # dockerd's translateContainerdStartErr: the words of the runtime's error decide
+        low = msg.lower()
+        code = 128
+        if (c.rec.get("Path") or "").lower() in low and (
+                "executable file not found" in low or "no such file or directory" in low):
+            code = 127
+        if "permission denied" in low:
+            code = 126
+        if "not a directory" in low:
+            msg += (": Are you trying to mount a directory onto a file (or vice-versa)? Check "
+                    "if the specified host path exists and is the expected type")
         c.rec["State"] = cs.transition(c.state, "start-failed", c.id, error=msg, exit_code=code)
         self._save(c)
         raise StartFailed(msg) from None
@@ -722,6 +727,7 @@ class ContainerService:
             c.rec["State"] = cs.transition(c.state, "exit", c.id, exit_code=code,
                                            oom_killed=rec.get("oom_killed"),
                                            error=rec.get("error", "") if code == 128 else "",
+                                           started_at=_ns_rfc3339(rec.get("started_at")),
                                            finished_at=_ns_rfc3339(rec.get("exited_at")))
         await asyncio.to_thread(self._teardown, c)
         if not c.removed:
@@ -1355,7 +1361,8 @@ def _ns_rfc3339(ns) -> str | None:
 
 
 def _wait_result(c: Container) -> dict:
-    err = c.state.get("Error") or ""
+    # dockerd clears the error when the container is removed (State.SetRemoved)
+    err = "" if c.removed else c.state.get("Error") or ""
     return {"StatusCode": c.state.get("ExitCode", 0),
             "Error": {"Message": err} if err else None}
 
