@@ -98,6 +98,8 @@ class Endpoint:
     dns: list[str] = field(default_factory=list)
     #: the sandbox's default route goes through this endpoint's gateway
     gateway_route: bool = False
+    #: legacy links on a user network: alias → the name it stands for, for this endpoint only
+    links: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -118,6 +120,7 @@ class Network:
     internal: bool = False
     default: bool = False
     user_subnet: bool = False
+    user_gateway: bool = False
     mtu: int = 1500
     options: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
@@ -397,7 +400,8 @@ class NetworkManager:
             sub = ipam.Subnet(str(sn), gateway or "", ip_range or "", reserved=list(aux.values()))
             n = Network(id=nid, name=name, bridge=bridge, subnet=str(sn),
                         gateway=str(sub.gateway), ip_range=ip_range or "", internal=internal,
-                        default=_default, user_subnet=bool(subnet), mtu=mtu, options=options,
+                        default=_default, user_subnet=bool(subnet),
+                        user_gateway=bool(gateway), mtu=mtu, options=options,
                         labels=dict(labels or {}), attachable=attachable, created=_now(),
                         driver="bridge", aux=aux, ipam_options=ipam_options, leases=sub)
             self._intent(nid, f"create {bridge}")
@@ -507,7 +511,7 @@ class NetworkManager:
 
     def attach(self, sid: str, ref: str, *, ip: str | None = None, aliases: Iterable[str] = (),
                names: Iterable[str] = (), mac: str | None = None,
-               dns: Iterable[str] = ()) -> Endpoint:
+               dns: Iterable[str] = (), links: dict[str, str] | None = None) -> Endpoint:
         """Connect sandbox ``sid`` to network ``ref``: a veth into it, an address, a route."""
         path = self.sandbox_path(sid)
         if not sandbox.exists(path):
@@ -541,7 +545,8 @@ class NetworkManager:
             ep = Endpoint(id=eid, network_id=n.id, sandbox_id=sid, ip=addr,
                           mac=mac or _mac_for(addr), ifname=ifname,
                           veth=VETH_PREFIX + eid[:12], names=list(names),
-                          aliases=list(aliases), dns=list(dns), gateway_route=route)
+                          aliases=list(aliases), dns=list(dns), gateway_route=route,
+                          links=dict(links or {}))
             n.endpoints[eid] = ep
             self._save(n)
         try:
@@ -723,12 +728,15 @@ class NetworkManager:
 
     def resolv_conf(self, sid: str, *, dns: list[str] = (), search: list[str] = (),
                     options: list[str] = ()) -> str:
-        eps = self.endpoints_of(sid)
+        # The resolver of the first network that has one (as Docker starts its resolver as
+        # soon as one endpoint needs it): the query then leaves through that network's veth,
+        # with the address the resolver knows the container by.
         embedded = None
-        if eps:
-            n = self.get(eps[0].network_id)
+        for ep in self.endpoints_of(sid):
+            n = self.get(ep.network_id)
             if n.dns:
                 embedded = n.gateway
+                break
         return resolv_text(embedded=embedded, dns=dns, search=search, options=options,
                            host_resolv=self.host_resolv)
 
@@ -750,6 +758,7 @@ class NetworkManager:
             nets = [n for n in self.networks.values() if n.dns and any(
                 e.sandbox_id == asker.sandbox_id for e in n.endpoints.values())]
             name = qname.rstrip(".").lower()
+            name = {k.lower(): v.lower() for k, v in asker.links.items()}.get(name, name)
             rev = ptr_to_ip(name)
             addrs: list[str] = []
             for n in nets:
