@@ -121,13 +121,16 @@ def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
 
 class Answer:
     """What a lookup decided: ``addrs`` or ``ptr`` to answer, or ``upstream`` to forward to;
-    ``refuse`` when the asker is not an endpoint of the network it asked."""
+    ``refuse`` when the asker is not an endpoint of the network it asked; ``nxdomain`` for a
+    name berth is the authority for and does not have (a reverse name in its own subnets)."""
 
-    __slots__ = ("addrs", "ptr", "upstream", "refuse")
+    __slots__ = ("addrs", "ptr", "upstream", "refuse", "nxdomain")
 
     def __init__(self, addrs: list[str] | None = None, ptr: str | None = None,
-                 upstream: list[str] | None = None, refuse: bool = False) -> None:
+                 upstream: list[str] | None = None, refuse: bool = False,
+                 nxdomain: bool = False) -> None:
         self.addrs, self.ptr, self.upstream, self.refuse = addrs, ptr, upstream, refuse
+        self.nxdomain = nxdomain
 
 
 #: lookup(server_ip, client_ip, qname, qtype) -> Answer
@@ -138,6 +141,8 @@ def decide(q: Query, a: Answer) -> bytes | None:
     """The reply when ``a`` settles it locally; None means forward upstream."""
     if a.refuse:
         return answer(q, RCODE_REFUSED)
+    if a.nxdomain:
+        return answer(q, RCODE_NXDOMAIN)
     if a.addrs is not None:
         # A known name: A records for A queries, an empty NOERROR for the rest (AAAA...), so that
         # a resolver does not go on to search domains or upstream for it.

@@ -771,6 +771,11 @@ class NetworkManager:
                         addrs.append(e.ip)
             if addrs:
                 return Answer(addrs=sorted(set(addrs), key=addrs.index))
+            if rev is not None and any(ipam.address(rev) in ipam.network(n.subnet)
+                                       for n in self.networks.values()):
+                # An address of berth's own subnets: nobody upstream knows it better (and a
+                # private address's PTR query has no business leaving the host).
+                return Answer(nxdomain=True)
             if net.internal:
                 return Answer(upstream=[])
             up = asker.dns or self.upstream
