@@ -66,7 +66,8 @@ def _short(cid: str) -> str:
 def _endpoint_view(cfg: dict | None) -> dict:
     """What inspect shows of an endpoint the container asked for but does not hold."""
     cfg = cfg or {}
-    ipam_cfg = cfg.get("IPAMConfig") or None
+    # EndpointIPAMConfig's fields are omitempty in dockerd: an empty IPv6Address is not shown
+    ipam_cfg = {k: v for k, v in (cfg.get("IPAMConfig") or {}).items() if v} or None
     return {"IPAMConfig": ipam_cfg, "Links": cfg.get("Links") or None,
             "Aliases": list(cfg.get("Aliases") or []) or None, "NetworkID": "",
             "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,

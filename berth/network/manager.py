@@ -570,6 +570,11 @@ class NetworkManager:
             try:
                 nl.add_veth(ep.veth, ep.ifname, master=br.index, mtu=n.mtu, peer_netns_fd=fd,
                             peer_mac=ep.mac)
+                # Hairpin: a container reaching its own published port. Where br_netfilter is
+                # loaded (a dockerd loads it) the DNAT happens while the frame is still being
+                # bridged, and the bridge sends it back out of the port it came in on only
+                # with hairpin mode, as dockerd sets it without its userland proxy.
+                sandbox.write_sysctl(f"/sys/class/net/{ep.veth}/brport/hairpin_mode", "1")
                 with netlink.in_netns(fd):
                     inner = netlink.Netlink()
                 try:
