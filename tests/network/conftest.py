@@ -5,12 +5,11 @@ a random suffix; everything it made is removed in the finally, also when the tes
 the fixture then asserts that no link, nft table or mount of the test is left.
 """
 
-import os
 import time
 from pathlib import Path
 
 import pytest
-from daemonkit import State, clean
+from daemonkit import CGROUP_PARENT, State, clean
 from netkit import FakeUpstream, Net, leftovers
 
 
@@ -44,9 +43,6 @@ def upstream():
 
 
 # --- through berthd (the engine's network service; helpers in daemonkit.py) ---------------
-
-CGROUP_PARENT = f"berth-nettest-{os.getpid()}"
-
 
 def _remove_cgroups() -> None:
     for base in Path("/sys/fs/cgroup").iterdir():

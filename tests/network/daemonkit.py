@@ -8,11 +8,15 @@ listens there: the resolver's forward fails at once, on loopback).
 """
 
 import json
+import os
 import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
+
+#: the parent cgroup of the network tests' containers (removed at the end of the session)
+CGROUP_PARENT = f"berth-nettest-{os.getpid()}"
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
