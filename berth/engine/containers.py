@@ -390,12 +390,12 @@ class ContainerService:
         return {"Id": cid, "Warnings": warnings}
 
     def _check_network(self, mode: str) -> None:
+        if self.network is not None:
+            self.network.check_mode(mode)
+            return
         if mode in ("none", "host", "default", "bridge") or mode.startswith("container:"):
             if mode.startswith("container:"):
                 self.get(mode.split(":", 1)[1])
-            return
-        if self.network is not None:
-            self.network.check_mode(mode)
             return
         raise NotFound(f"network {mode} not found")
 

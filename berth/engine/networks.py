@@ -388,8 +388,20 @@ class NetworkService:
 
     # ------------------------------------------------------------------ the container seam
     def check_mode(self, mode: str) -> None:
-        """At create: the network the container names must exist."""
-        self.find(mode)
+        """At create: the network (or container) the mode names must exist.
+
+        A 400, not dockerd's 404 at start: the container is not made (nothing changes on
+        bad input), and the docker CLI takes any 404 from create for a missing image and
+        would go and pull it."""
+        try:
+            if mode.startswith("container:"):
+                self.engine.containers.get(mode.split(":", 1)[1])
+            elif mode == "bridge" and not self.default_enabled:
+                raise NoSuchNetwork("network bridge not found")
+            elif mode not in ("default", "none", "host"):
+                self.find(mode)
+        except NotFound as e:
+            raise InvalidArgument(e.message) from None
 
     def created(self, rec: dict) -> None:
         """At create: the record's NetworkSettings from NetworkMode and EndpointsConfig."""
@@ -671,10 +683,10 @@ class NetworkService:
     async def connect(self, ref: str, container: str, endpoint: dict | None) -> None:
         import asyncio
 
-        net = self.find(ref)
         if not container:
             raise InvalidArgument('invalid name or ID supplied: ""')
-        c = self.engine.containers.get(container)
+        c = self.engine.containers.get(container)  # dockerd looks the container up first
+        net = self.find(ref)
         async with c.lock:
             await asyncio.to_thread(self._connect, c, net, dict(endpoint or {}))
 
@@ -707,10 +719,10 @@ class NetworkService:
     async def disconnect(self, ref: str, container: str, force: bool = False) -> None:
         import asyncio
 
-        net = self.find(ref)
         if not container:
             raise InvalidArgument('invalid name or ID supplied: ""')
         c = self.engine.containers.get(container)
+        net = self.find(ref)
         async with c.lock:
             await asyncio.to_thread(self._disconnect, c, net)
 
