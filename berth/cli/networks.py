@@ -247,7 +247,8 @@ def rm(ctx, argv) -> int:
                 continue
             errors.append(f"Error response from daemon: {e.message}")
     if errors:
-        ctx.err.write("\n".join(errors) + "\n")
+        # docker 28 prints the errors, then its StatusError's own text
+        ctx.err.write("\n".join(errors) + "\nexit status 1\n")
         return 1
     return 0
 

@@ -4,7 +4,7 @@
 
 Reads NetworkSettings.Ports from inspect: ``80/tcp -> 0.0.0.0:8080`` per binding, sorted by
 port then protocol (docker 28's order); with a port, only its host addresses, or docker's
-``Error: No public port '80/tcp' published for NAME`` and exit 1.
+``Error: No public port '80' published for NAME`` (the port as given) and exit 1.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def port(ctx, argv) -> int:
         key = f"{p}/{proto or 'tcp'}"
         binds = ports.get(key)
         if not binds:
-            raise NoPublicPort(f"No public port '{key}' published for {args[0]}")
+            raise NoPublicPort(f"No public port '{want}' published for {args[0]}")
         ctx.out.write("".join(_host(b) + "\n" for b in binds))
         return 0
 

@@ -191,8 +191,11 @@ def _mac_for(ip: str) -> str:
 
 
 def _now() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+    """Go's RFC3339Nano, as dockerd writes Created: trailing zeros of the fraction dropped."""
+    ns = time.time_ns()
+    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + \
+        (f".{frac}" if frac else "") + "Z"
 
 
 class NetworkManager:

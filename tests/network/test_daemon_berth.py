@@ -149,7 +149,7 @@ def test_published_ports_from_the_host_and_from_other_containers(nd):
     out = nd.berth("exec", "everywhere", "wget", "-qO-", f"http://{bridge_gw}:{q}/").stdout
     assert out == HELLO
     r = nd.berth("port", "lo-only", "81", check=False)
-    assert r.returncode == 1 and r.stderr == "Error: No public port '81/tcp' published for " \
+    assert r.returncode == 1 and r.stderr == "Error: No public port '81' published for " \
                                              "lo-only\n"
 
 

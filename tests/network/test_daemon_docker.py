@@ -6,6 +6,7 @@ notice; ids, ports and timestamps aside.
 Where berth differs by design it is asserted here too: the resolver is the network's gateway
 (dockerd's is 127.0.0.11 in each container)."""
 
+import difflib
 import json
 import re
 import secrets
@@ -226,3 +227,38 @@ def test_docker_py_networks(nd):
             client.networks.get("pynet").remove()
         except Exception:  # noqa: BLE001 - gone already
             pass
+
+
+def test_berth_cli_prints_what_the_docker_cli_prints(nd):
+    nd.berth("network", "create", "--label", "a=1", "clinet")
+    nd.berth("network", "create", "clinet10")
+    nd.berth("network", "create", "clinet9")
+    p = free_port()
+    nd.berth("run", "-d", "--name", "cliweb", "--network", "clinet", "-p", f"127.0.0.1:{p}:80",
+             "-p", "127.0.0.1::81/udp", "busybox", "sleep", "300")
+    cases = [
+        ("network", "ls"), ("network", "ls", "--no-trunc"), ("network", "ls", "-q"),
+        ("network", "ls", "--format", "json"), ("network", "ls", "--format", "raw"),
+        ("network", "ls", "--format", "table {{.Name}}\t{{.Labels}}\t{{.Internal}}"),
+        ("network", "ls", "-f", "name=clinet", "--format", "{{.Name}}"),
+        ("network", "ls", "--format", "{{.Nope}}"),
+        ("network", "inspect", "clinet"), ("network", "inspect", "-f", "{{.Name}}", "clinet",
+                                           "nosuch-net"),
+        ("network", "rm", "nosuch-net"), ("network", "rm", "clinet"),
+        ("network", "create"), ("network", "create", "--ip-range", "10.1.0.0/24", "x"),
+        ("network", "create", "--subnet", "10.241.0.0/24", "--gateway", "10.9.9.9", "x"),
+        ("network", "create", "--subnet", "10.241.0.0/24", "--aux-address", "a=10.9.9.9", "x"),
+        ("network", "create", "--subnet", "10.241.0.0/24", "--subnet", "10.241.0.0/25", "x"),
+        ("network", "connect", "clinet", "cliweb"), ("network", "disconnect", "clinet9",
+                                                     "cliweb"),
+        ("network", "connect"), ("port", "cliweb"), ("port", "cliweb", "81/udp"),
+        ("port", "cliweb", "82"), ("network", "prune", "-f", "--filter", "label=zzz"),
+    ]
+    for args in cases:
+        b = nd.berth(*args, check=False)
+        d = nd.docker(*args, check=False)
+        assert (b.returncode, b.stdout) == (d.returncode, d.stdout), (args, "".join(
+            difflib.unified_diff(d.stdout.splitlines(True), b.stdout.splitlines(True))))
+        assert b.stderr.replace("berth", "docker") == d.stderr, args
+    b = nd.berth("network", "prune", "-f")
+    assert b.stdout == "Deleted Networks:\nclinet10\nclinet9\n\n"
