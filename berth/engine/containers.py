@@ -887,6 +887,8 @@ class ContainerService:
             self.by_name[full] = c.id
             del self.by_name[old]
             c.rec["Name"] = full
+            if self.network is not None:
+                self.network.renamed(c, old)  # the name it resolves by on its networks
             self._save(c)
         self.events.publish("container", "rename", c.id,
                             self._event_attrs(c, oldName=old))

@@ -667,6 +667,20 @@ class NetworkService:
             self.events.publish("network", "disconnect", n.id,
                                 {"container": c.id, "name": n.name, "type": "bridge"})
 
+    def renamed(self, c, old: str) -> None:
+        """``docker rename``: the new name resolves on the container's networks, not the old."""
+        old, new = old.lstrip("/"), c.name.lstrip("/")
+        self.mgr.rename(c.id, old, new)
+        ns = c.rec.get("NetworkSettings")
+        if ns and ns.get("Networks"):
+            nets = {}
+            for k, v in ns["Networks"].items():
+                v = dict(v)
+                if v.get("DNSNames"):
+                    v["DNSNames"] = [new if x == old else x for x in v["DNSNames"]]
+                nets[k] = v
+            c.rec["NetworkSettings"] = {**ns, "Networks": nets}
+
     # ------------------------------------------------------------------ connect, disconnect
     def _mode_check(self, c, net: Network | str) -> None:
         mode = c.rec["HostConfig"].get("NetworkMode") or "default"

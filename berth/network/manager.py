@@ -563,6 +563,16 @@ class NetworkManager:
             raise
         return ep
 
+    def rename(self, sid: str, old: str, new: str) -> None:
+        """Sandbox ``sid``'s endpoints answer to ``new`` where they answered to ``old``."""
+        with self.lock:
+            for n in self.networks.values():
+                eps = [e for e in n.endpoints.values() if e.sandbox_id == sid]
+                for e in eps:
+                    e.names = [new if x == old else x for x in e.names]
+                if eps:
+                    self._save(n)
+
     def _plumb(self, n: Network, ep: Endpoint, path: str, default_route: bool) -> None:
         nl = self._nl()
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -401,3 +401,60 @@ def test_network_commands_and_their_errors(nd):
     assert out == "Deleted Networks:\nunused\n\n"
     nd.berth("rm", "-f", "user")
     assert nd.berth("network", "rm", "cmds").stdout == "cmds\n"
+
+
+def test_rename_changes_the_name_a_container_resolves_by(nd):
+    nd.berth("network", "create", "names")
+    httpd(nd, "before", "--network", "names")
+    nd.berth("rename", "before", "after")
+    r = nd.berth("run", "--rm", "--network", "names", "--dns", "127.0.0.1", "busybox", "sh",
+                 "-c", "wget -qO- http://after:8080/; nslookup before >/dev/null; echo old=$?")
+    assert r.stdout == HELLO + "old=1\n"
+    ep = json.loads(nd.berth("inspect", "-f", "{{json .NetworkSettings.Networks.names}}",
+                             "after").stdout)
+    assert ep["DNSNames"][0] == "after" and "before" not in ep["DNSNames"]
+
+
+def test_legacy_links_on_the_default_bridge(nd):
+    cid = httpd(nd, "linked")
+    ip = ip_of(nd, "linked")
+    out = nd.berth("run", "--rm", "--link", "linked:db", "busybox", "sh", "-c",
+                   "grep db /etc/hosts; wget -qO- http://db:8080/").stdout
+    assert out == f"{ip}\tdb {cid[:12]} linked\n" + HELLO
+
+
+def test_network_events(nd):
+    import docker
+
+    since = time.time() - 1
+    nid = nd.berth("network", "create", "evnet").stdout.strip()
+    cid = nd.berth("run", "-d", "--network", "evnet", "busybox", "sleep", "300").stdout.strip()
+    nd.berth("rm", "-f", cid)
+    nd.berth("network", "rm", "evnet")
+    api = docker.APIClient(base_url=nd.host, version="1.41")
+    try:
+        evs = list(api.events(since=since, until=time.time() + 1, decode=True,
+                              filters={"type": "network"}))
+    finally:
+        api.close()
+    got = [(e["Action"], e["Actor"]["ID"], e["Actor"]["Attributes"].get("container")) for e in
+           evs if e["Actor"]["ID"] == nid]
+    assert got == [("create", nid, None), ("connect", nid, cid), ("disconnect", nid, cid),
+                   ("destroy", nid, None)]
+    assert all(e["Actor"]["Attributes"]["name"] == "evnet" and
+               e["Actor"]["Attributes"]["type"] == "bridge" for e in evs
+               if e["Actor"]["ID"] == nid)
+
+
+def test_a_restarting_container_keeps_its_network(nd):
+    nd.berth("run", "-d", "--name", "flappy", "--restart", "on-failure:2", "busybox", "sh", "-c",
+             "ip -o -4 addr show eth0 | cut -d' ' -f7; sleep 0.3; exit 3")
+    deadline = time.monotonic() + 30
+    while nd.berth("inspect", "-f", "{{.State.Status}}", "flappy").stdout.strip() != "exited":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert nd.berth("inspect", "-f", "{{.RestartCount}}", "flappy").stdout.strip() == "2"
+    # each run saw eth0 with the one address of its namespace, kept across the restarts
+    seen = nd.berth("logs", "flappy").stdout.split()
+    assert len(seen) == 3 and len(set(seen)) == 1 and seen[0].count(".") == 3, seen
+    assert State(nd).sandboxes() == []  # released once it stopped for good
