@@ -428,7 +428,10 @@ class NetworkService:
                     f"container cannot be connected to multiple networks with one of the "
                     f"networks in {'host' if primary == 'host' else 'private (none)'} mode")
             for name, extra in eps.items():
-                net = self.find(name)
+                try:
+                    net = self.find(name)
+                except NotFound as e:
+                    raise InvalidArgument(e.message) from None  # a 400: see check_mode
                 if isinstance(net, str):
                     raise NetworkModeConflict(f"container cannot be connected to {name} network "
                                               "and others")
