@@ -8,8 +8,9 @@ thread with its own event loop. Containers of such a network get ``nameserver <g
 Who asks decides what is visible: a query is answered only when its source address is an
 endpoint of the network whose gateway it was sent to; the names visible are those of every
 network that endpoint's container is attached to (as Docker's per-container resolver). Names of
-other networks are not resolved — they fall through upstream like any unknown name, exactly as
-in Docker. Unknown names go to the container's ``--dns`` servers, or the host's resolv.conf
+other networks are not resolved: a single-label name berth does not know gets NXDOMAIN here
+(Docker forwards it upstream, where it cannot resolve either, and the name would leave the
+host); other unknown names go to the container's ``--dns`` servers, or the host's resolv.conf
 servers, from the host's namespace; internal networks never forward (no way out).
 
 The codec is sans-IO (``parse_query``, ``answer``); ``DnsServer`` adds the sockets.

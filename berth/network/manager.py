@@ -794,6 +794,11 @@ class NetworkManager:
                 # An address of berth's own subnets: nobody upstream knows it better (and a
                 # private address's PTR query has no business leaving the host).
                 return Answer(nxdomain=True)
+            if "." not in name and rev is None:
+                # A single-label name that no endpoint has (another network's container, a
+                # typo): no upstream resolves bare names (systemd-resolved refuses to forward
+                # them too), and a container name has no business leaving the host.
+                return Answer(nxdomain=True)
             if net.internal:
                 return Answer(upstream=[])
             up = asker.dns or self.upstream

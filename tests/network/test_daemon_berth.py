@@ -88,7 +88,8 @@ def test_etc_files_routes_and_inspect(nd):
                                    "options timeout:2 ndots:0"]
     assert rest.startswith("box1\n")
     assert "inet 10.231.0.10/24" in rest and "default via 10.231.0.254 dev eth0" in rest
-    assert "\n1400\n02:42:0a:e7:00:63\n" in rest and "state UNKNOWN" in rest or "UP" in rest
+    assert "\n1400\n02:42:0a:e7:00:63\n" in rest
+    assert "lo: <LOOPBACK,UP,LOWER_UP>" in rest
     ins = json.loads(nd.berth("inspect", "f1").stdout)[0]
     ns = ins["NetworkSettings"]
     ep = ns["Networks"]["fixed"]

@@ -65,11 +65,13 @@ def test_other_network_is_unreachable_and_its_names_do_not_resolve(net, upstream
     c = net.box(network=n2.name, names=["gamma"])
     r = c.run("ping", "-c1", "-W1", a.ip)
     assert r.returncode != 0, "a box on another network answered"
-    # The name is not answered locally: it falls through to the upstream, as Docker's does.
+    # The name is not berth's to answer here, and a single-label name is nobody's upstream
+    # (Docker would forward it): NXDOMAIN, nothing leaves. A dotted one goes upstream.
     r = c.run("nslookup", "alpha")
-    assert a.ip not in r.stdout
-    assert "alpha" in upstream.names
-    assert "127.0.0.99" in r.stdout
+    assert a.ip not in r.stdout and "NXDOMAIN" in r.stdout
+    assert upstream.names == []
+    r = c.run("nslookup", "alpha.example")
+    assert "127.0.0.99" in r.stdout and "alpha.example" in upstream.names
     # Asked from the host (no endpoint of the network): refused, nothing forwarded.
     asked = len(upstream.names)
     reply = dns_query(n1.gateway, "alpha")
