@@ -161,7 +161,7 @@ class Berthd:
         self.base = Path(tempfile.mkdtemp(prefix="berth-bench-bd-"))
         self.host = f"unix://{self.base}/berth.sock"
         self.p = Proc([str(REPO / ".venv/bin/berthd"), "--root", str(self.base / "root"),
-                       "--run", str(self.base / "run"), "-H", self.host],
+                       "--run", str(self.base / "run"), "-H", self.host, "--bridge", "none"],
                       self.base / "berthd.log")
         deadline = time.monotonic() + 30
         while subprocess.run(["docker", "-H", self.host, "version"],
