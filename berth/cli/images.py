@@ -10,7 +10,7 @@ from berth import fastjson
 from .client import APIError
 from .common import Spec, stream_json
 from .flags import Flag
-from .format import human_duration, human_size, render
+from .format import ZERO_UNIX, go_rfc3339, go_time, human_duration, human_size, render
 from .system import parse_filter_flags
 
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
@@ -25,8 +25,10 @@ def _short_id(image_id: str, no_trunc: bool = False) -> str:
     return image_id.split(":", 1)[-1][:12]
 
 
-def _created_at(ts: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(ts))
+# docker's history shows no age for a time before this (time.Date(2000, 1, 1, ...))
+_HISTORY_EPOCH = 946684800
+# docker's default images tables: an image with no creation time shows N/A
+_CREATED = "{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}"
 
 
 def _split_repo_tag(ref: str) -> tuple[str, str]:
@@ -54,11 +56,13 @@ def image_rows(images: list[dict], digests: bool, no_trunc: bool) -> list[dict]:
                 continue
             repo, _, d = rd.partition("@")
             dgs.setdefault(repo, []).append(d)
-        created = img.get("Created", 0)
+        created = img.get("Created", ZERO_UNIX)
         base = {
             "ID": _short_id(img["Id"], no_trunc),
-            "CreatedSince": human_duration(now - created) + " ago" if created else "N/A",
-            "CreatedAt": _created_at(created),
+            # docker's imageContext: empty for Go's zero time (the tables print N/A for it)
+            "CreatedSince": "" if created == ZERO_UNIX else
+            human_duration(now - created) + " ago",
+            "CreatedAt": go_time(created),
             "Size": human_size(img.get("Size", 0)),
             # docker's formatter: Size with 3 significant digits, the others with 4
             "VirtualSize": human_size(img.get("VirtualSize", img.get("Size", 0)), 4),
@@ -114,10 +118,10 @@ def ls(ctx, argv) -> int:
         fmt = "{{.ID}}"
     elif not fmt or fmt == "table":
         if opts["digests"]:
-            fmt = ("table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}"
-                   "\t{{.Size}}")
+            fmt = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t" + _CREATED + \
+                "\t{{.Size}}"
         else:
-            fmt = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+            fmt = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t" + _CREATED + "\t{{.Size}}"
     elif fmt == "json":
         fmt = "{{json .}}"
     ctx.out.write(render(fmt, rows, IMAGE_HEADERS, context="*formatter.imageContext"))
@@ -328,11 +332,14 @@ def history(ctx, argv) -> int:
         hid = h["Id"]
         if hid != "<missing>":
             hid = _short_id(hid, opts["no_trunc"])
-        created = h.get("Created", 0)
+        created = h.get("Created", ZERO_UNIX)
+        since = go_rfc3339(created)
+        if opts["human"]:
+            since = "N/A" if created <= _HISTORY_EPOCH else human_duration(now - created) + " ago"
         rows.append({
             "ID": hid,
-            "CreatedSince": human_duration(now - created) + " ago",
-            "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+            "CreatedSince": since,
+            "CreatedAt": go_rfc3339(created),
             "CreatedBy": created_by,
             "Size": human_size(h.get("Size", 0)) if opts["human"] else str(h.get("Size", 0)),
             "Comment": h.get("Comment", ""),

@@ -53,6 +53,15 @@ def _rfc3339(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + frac + "Z"
 
 
+# time.Time{}.Unix(): dockerd's Created (/images/json, history) for an image with no time
+ZERO_UNIX = -62135596800
+
+
+def unix_created(s: str | None) -> int:
+    """A config's or history step's ``created`` as the API's Unix seconds."""
+    return int(parse_time(s)) if s else ZERO_UNIX
+
+
 def parse_time(s: str | None) -> float:
     if not s:
         return 0.0
@@ -307,7 +316,7 @@ class ImageService:
         none = not tags and not digests
         return {
             "Containers": -1,
-            "Created": int(parse_time(config.get("created"))),
+            "Created": unix_created(config.get("created")),
             "Id": rec["id"],
             "Labels": labels,
             "ParentId": "",
@@ -444,7 +453,7 @@ class ImageService:
                 size = sizes[li] if li < len(sizes) else 0
                 li += 1
             out.append({"Comment": h.get("comment", ""),
-                        "Created": int(parse_time(h.get("created"))),
+                        "Created": unix_created(h.get("created")),
                         "CreatedBy": h.get("created_by", ""), "Id": "<missing>",
                         "Size": size, "Tags": None})
         out.reverse()
