@@ -6,8 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -126,8 +124,7 @@ def test_untagging_the_last_tag_drops_the_repositorys_digests(pair, tmp_path):
     """A pulled image keeps repo@digest; removing its last repo:tag drops that too."""
     if not shutil.which("skopeo") or not shutil.which("docker-registry"):
         pytest.skip("needs skopeo and the reference registry")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "distribution"))
-    from regprocs import start_reference_registry
+    from tests.distribution.regprocs import start_reference_registry
 
     b, d, name = pair
     reg = start_reference_registry(tmp_path / "reg")
