@@ -8,7 +8,7 @@ import time
 from berth import fastjson
 
 from .client import APIError
-from .common import Spec, stream_json
+from .common import Spec, confirm, dump_json, go_html_safe, prune_call, stream_json
 from .flags import Flag
 from .format import ZERO_UNIX, go_rfc3339, go_time, human_duration, human_size, render
 from .system import parse_filter_flags
@@ -388,9 +388,7 @@ def inspect(ctx, argv, kind: str = "image") -> int:
             missing.append(f"Error response from daemon: {e.message}\n")
     if opts["format"] == "json":
         # the daemon's JSON as it came (docker keeps its field order), HTML-safe as Go's
-        text = fastjson.dumps(found)
-        ctx.out.write(text.replace("<", "\\u003c").replace(">", "\\u003e")
-                      .replace("&", "\\u0026") + "\n")
+        ctx.out.write(go_html_safe(fastjson.dumps(found)) + "\n")
     elif tmpl is not None:
         out, errors = [], []
         for obj in found:
@@ -412,11 +410,7 @@ def inspect(ctx, argv, kind: str = "image") -> int:
             return 1
         ctx.out.write("".join(out))
     else:
-        import json
-
-        text = json.dumps(found, indent=4, ensure_ascii=False)
-        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        ctx.out.write(text + "\n")
+        ctx.out.write(dump_json(found) + "\n")
     if missing:
         ctx.out.flush()
         ctx.err.write("".join(missing))
@@ -474,16 +468,12 @@ def prune(ctx, argv) -> int:
     opts, _ = parsed
     filters = parse_filter_flags(opts["filter"])
     filters["dangling"] = ["false" if opts["all"] else "true"]
-    if not opts["force"]:
-        warning = ("WARNING! This will remove all images without at least one container "
-                   "associated to them." if opts["all"] else
-                   "WARNING! This will remove all dangling images.")
-        ctx.out.write(warning + "\nAre you sure you want to continue? [y/N] ")
-        ctx.out.flush()
-        answer = sys.stdin.readline().strip().lower()
-        if answer not in ("y", "yes"):
-            return 0
-    res = ctx.client.call("POST", "/images/prune", {"filters": fastjson.dumps(filters)})
+    if not opts["force"] and not confirm(
+            ctx, "WARNING! This will remove all images without at least one container "
+            "associated to them." if opts["all"] else
+            "WARNING! This will remove all dangling images."):
+        return 0
+    res = prune_call(ctx, "/images/prune", filters)
     deleted = res.get("ImagesDeleted") or []
     if deleted:
         ctx.out.write("Deleted Images:\n")
