@@ -9,9 +9,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from shimkit import Env
 
 from berth.shim import client
+
+from .shimkit import Env
 
 
 def _berth_runtime() -> str | None:
