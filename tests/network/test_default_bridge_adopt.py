@@ -45,7 +45,8 @@ def test_a_stale_default_bridge_is_adopted_on_its_address():
         second.proc.terminate()
         second.proc.wait(20)
         # something attached to the bridge: it belongs to someone, a new daemon refuses
-        assert _ip("link", "add", dummy, "type", "veth", "peer", "name", dummy + "p").returncode == 0
+        veth = _ip("link", "add", dummy, "type", "veth", "peer", "name", dummy + "p")
+        assert veth.returncode == 0, veth.stderr
         assert _ip("link", "set", dummy, "master", bridge).returncode == 0
         base = Path(tempfile.mkdtemp(prefix="berth-d-"))
         p = subprocess.run([str(REPO / ".venv/bin/berthd"),
