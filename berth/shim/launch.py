@@ -241,6 +241,10 @@ def zygote(argv: list[str]) -> int:
         sys.stderr.write("usage: python3 -S -m berth.shim zygote SOCKET\n")
         return 2
     path = argv[0]
+    from .rehearse import rehearse
+
+    rehearse(os.path.dirname(os.path.abspath(path)))
+    gc.collect()
     try:
         os.unlink(path)
     except FileNotFoundError:
