@@ -114,8 +114,27 @@ def _set_up(fd: int) -> tuple[dict, list[int]]:
     return summary, [log, *fds]
 
 
-def become_shim(fd: int) -> None:
-    """Turn this fresh fork (of the zygote or the launcher) into a shim; never returns.
+# No terminal, no job control: a shim ignores these (the zygote does already, for its forks).
+_IGNORED = (1, 2, 20, 21, 22)  # SIGHUP SIGINT SIGTSTP SIGTTIN SIGTTOU
+
+
+def _detach() -> None:
+    """Stdio on /dev/null, cwd /, _IGNORED ignored: what a fork of the zygote inherits (but
+    fd 0, the zygote's lifeline), what the fresh path's shim does itself."""
+    null = os.open("/dev/null", os.O_RDWR)
+    for i in (0, 1):
+        if null != i:
+            os.dup2(null, i)
+    if null > 1:
+        os.close(null)
+    os.chdir("/")
+    for sig in _IGNORED:
+        _signal.signal(sig, _signal.SIG_IGN)
+
+
+def become_shim(fd: int, detached: bool = False) -> None:
+    """Turn this fresh fork (of the zygote, ``detached``, or the launcher) into a shim; never
+    returns.
 
     ``fd`` carries the spawn request and takes the reply (from a worker, once the container is
     created, or started with --start; from here if that failed).
@@ -126,13 +145,8 @@ def become_shim(fd: int) -> None:
         set_name(b"berth-shim")
         # Before the setup worker forks: the init it creates must be reparented to us.
         set_child_subreaper()
-        null = os.open("/dev/null", os.O_RDWR)  # fd 0, in a fork of the zygote
-        for i in (0, 1):
-            if null != i:
-                os.dup2(null, i)
-        if null > 1:
-            os.close(null)
-        os.chdir("/")
+        if not detached:
+            _detach()
     except BaseException as e:
         _report(fd, _error(e))
         os._exit(1)
@@ -240,10 +254,10 @@ def zygote(argv: list[str]) -> int:
     if len(argv) != 1:
         sys.stderr.write("usage: python3 -S -m berth.shim zygote SOCKET\n")
         return 2
-    path = argv[0]
+    path = os.path.abspath(argv[0])
     from .rehearse import rehearse
 
-    rehearse(os.path.dirname(os.path.abspath(path)))
+    rehearse(os.path.dirname(path))
     gc.collect()
     try:
         os.unlink(path)
@@ -256,11 +270,15 @@ def zygote(argv: list[str]) -> int:
     lst.listen(64)
     # Shims are our children until they leave: let the kernel reap them.
     _signal.signal(17, _signal.SIG_IGN)
-    _signal.signal(2, _signal.SIG_IGN)
     os.write(1, b"ready\n")
+    # What a shim would do first (see _detach), done once for all of them; fd 0 becomes
+    # /dev/null in each fork.
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 1)
     os.close(null)
+    os.chdir("/")
+    for sig in _IGNORED:
+        _signal.signal(sig, _signal.SIG_IGN)
     poller = select.poll()
     poller.register(0, select.POLLIN)
     poller.register(lst.fileno(), select.POLLIN)
@@ -301,12 +319,12 @@ def _spawn_from(cfd: int, lst, gc) -> None:
         return
     try:
         lst.close()
-        os.close(0)
+        os.dup2(1, 0)  # the lifeline's end becomes /dev/null
+        # Not ignored: the init, reparented to the shim, would be reaped by the kernel unseen.
         _signal.signal(17, _signal.SIG_DFL)
-        _signal.signal(2, _signal.SIG_DFL)
     except BaseException:
         os._exit(1)
-    become_shim(cfd)
+    become_shim(cfd, detached=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -370,9 +370,9 @@ class Shim:
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wake_r, self._wake_w = r, w
         _signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-        _signal.signal(17, _no_op)  # SIGCHLD: the wakeup fd wakes the loop; we reap there
-        for sig in (1, 2, 20, 21, 22):  # HUP INT TSTP TTIN TTOU: no terminal, no job control
-            _signal.signal(sig, _signal.SIG_IGN)
+        # SIGCHLD: the wakeup fd wakes the loop; we reap there. (HUP INT TSTP TTIN TTOU are
+        # ignored since berth.shim.launch made this process.)
+        _signal.signal(17, _no_op)
         self.loop.watch(r, EPOLLIN, self._on_signal)
 
     # -- runs of the init -----------------------------------------------------------------
