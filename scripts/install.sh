@@ -15,7 +15,7 @@ pkgs=(python3 python3-venv python3-dev gcc busybox-static libseccomp2 nftables i
 pkgs+=(tini)
 if [ "${1:-}" = "--test" ]; then
     pkgs+=(runc skopeo umoci docker.io docker-registry podman wrk jq psmisc attr
-           conntrack e2fsprogs hyperfine openssl curl)
+           conntrack e2fsprogs hyperfine openssl curl libc6-dev)
 fi
 
 missing=()

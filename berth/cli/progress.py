@@ -16,16 +16,7 @@ from __future__ import annotations
 import time
 
 from berth import fastjson
-
-_UNITS = ("B", "kB", "MB", "GB", "TB")
-
-
-def _size(n: float) -> str:
-    i = 0
-    while n >= 1000 and i < len(_UNITS) - 1:
-        n /= 1000
-        i += 1
-    return f"{int(n)}{_UNITS[0]}" if i == 0 else f"{n:.3g}{_UNITS[i]}"
+from berth.distribution.jsonmessage import human_size as _size  # imports nothing
 
 
 def _eta(seconds: float) -> str:
@@ -46,8 +37,8 @@ class Renderer:
         # a pty that reports no size (0 columns) gets docker's default of 80
         self.width = width if width > 0 else 80
         self.lines: list[str] = []           # ids in order of their line
-        self.seen: dict[str, float] = {}     # id → time of first byte count
-        self.first: dict[str, int] = {}      # id → first byte count seen
+        self.seen: dict[str, float] = {}     # id+status → time of first byte count
+        self.first: dict[str, int] = {}      # id+status → first byte count seen
         self.last_status: dict[str, str] = {}
         self.errors: list[str] = []
         self.aux: list[dict] = []
@@ -59,10 +50,12 @@ class Renderer:
         if cur is None:
             return text
         now = time.monotonic()
-        if ident not in self.seen:
-            self.seen[ident], self.first[ident] = now, cur
-        elapsed = now - self.seen[ident]
-        speed = (cur - self.first[ident]) / elapsed if elapsed > 0.05 else 0.0
+        # per phase: Extracting's counts start again from 0 after Downloading's
+        key = f"{ident}\0{msg.get('status', '')}"
+        if key not in self.seen:
+            self.seen[key], self.first[key] = now, cur
+        elapsed = now - self.seen[key]
+        speed = (cur - self.first[key]) / elapsed if elapsed > 0.05 else 0.0
         if total:
             width = max(10, min(40, self.width - len(text) - 40))
             filled = min(width, int(width * cur / total))

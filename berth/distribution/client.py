@@ -34,8 +34,8 @@ from berth.distribution.settings import Endpoint, RegistrySettings
 from berth.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 
 __all__ = [
-    "BlobUnknown", "DigestMismatch", "ManifestUnknown", "RegistryClient", "RegistryDenied",
-    "RegistryUnauthorized", "RegistryUnavailable", "parse_challenges",
+    "BlobUnknown", "DigestMismatch", "ManifestUnknown", "NameUnknown", "RegistryClient",
+    "RegistryDenied", "RegistryUnauthorized", "RegistryUnavailable", "parse_challenges",
 ]
 
 _CHUNK = 1 << 18
@@ -43,7 +43,13 @@ _TOKEN_MARGIN = 10
 
 
 class RegistryUnauthorized(PermissionDenied):
-    pass
+    """No or bad credentials. ``bare`` is the message without the request it failed on: dockerd
+    names the request when a pull fails this way (``Head "URL": no basic auth credentials``)
+    and not when a push does."""
+
+    def __init__(self, message: str, bare: str | None = None) -> None:
+        super().__init__(message)
+        self.bare = bare or message
 
 
 class RegistryDenied(PermissionDenied):
@@ -52,6 +58,10 @@ class RegistryDenied(PermissionDenied):
 
 class ManifestUnknown(NotFound):
     pass
+
+
+class NameUnknown(ManifestUnknown):
+    """The registry does not know the repository (``NAME_UNKNOWN``)."""
 
 
 class BlobUnknown(NotFound):
@@ -154,6 +164,16 @@ class RegistryClient:
         self._ping_lock = asyncio.Lock()
         self._ssl: dict[str, object] = {}
 
+    def past_mirror(self) -> "RegistryClient | None":
+        """After a failure on a mirror, a client for the registry itself (dockerd falls back
+        from a mirror on any error of a pull: a pull-through cache may lack the image); None
+        when this client is not on a mirror."""
+        if self._endpoint is None or not self._endpoint.mirror:
+            return None
+        c = RegistryClient(self.registry, self.settings, self.credentials, session=self.session)
+        c.endpoints = [e for e in self.endpoints if not e.mirror]
+        return c
+
     async def __aenter__(self) -> "RegistryClient":
         return self
 
@@ -212,9 +232,10 @@ class RegistryClient:
                         self._endpoint = ep
                         return ep
                 except (TimeoutError, aiohttp.ClientError, OSError) as e:
-                    errors.append(f"{ep.url}: {e or type(e).__name__}")
-            raise RegistryUnavailable(
-                f"registry {self.registry} is not reachable: {'; '.join(errors)}")
+                    errors.append(f'Get "{ep.url}/v2/": {dial_error(e, ep.url)}')
+            # as dockerd: the last endpoint's error (plain HTTP, for an insecure registry)
+            raise RegistryUnavailable(errors[-1] if errors else
+                                      f"registry {self.registry} has no endpoint")
 
     def _basic(self) -> str | None:
         c = self.credentials
@@ -277,7 +298,11 @@ class RegistryClient:
         if ch is None:
             return None
         if ch.scheme == "basic":
-            return self._basic()
+            basic = self._basic()
+            if basic is None:
+                # as docker's client: a Basic registry is not asked without credentials
+                raise RegistryUnauthorized("no basic auth credentials")
+            return basic
         if ch.scheme == "bearer":
             return f"Bearer {await self._token(scope, force)}"
         return None
@@ -317,7 +342,11 @@ class RegistryClient:
             target = ep.url + url
         for attempt in (0, 1):
             h = dict(headers or {})
-            auth = await self._auth_header(scope, force=attempt == 1)
+            try:
+                auth = await self._auth_header(scope, force=attempt == 1)
+            except RegistryUnauthorized as e:
+                raise RegistryUnauthorized(f'{method.title()} "{target}": {e.bare}',
+                                           e.bare) from None
             if auth and _same_origin(target, ep.url):
                 h["Authorization"] = auth
             body = data() if callable(data) else data
@@ -326,7 +355,8 @@ class RegistryClient:
                                                params=params, ssl=self._ssl_for(ep),
                                                allow_redirects=method in ("GET", "HEAD"))
             except (TimeoutError, aiohttp.ClientError, OSError) as e:
-                raise RegistryUnavailable(f"{method} {target}: {e or type(e).__name__}") from e
+                raise RegistryUnavailable(f'{method.title()} "{target}": '
+                                          f'{dial_error(e, target)}') from e
             if r.status in ok:
                 return r
             err = await r.read()
@@ -345,12 +375,16 @@ class RegistryClient:
                     continue
             code, msg = _error_text(r.status, err)
             if r.status == 401:
+                denied = _scope_error(r.headers.get("WWW-Authenticate", ""))
+                if denied is not None:
+                    raise RegistryDenied(denied)
                 raise RegistryUnauthorized(msg if code else "unauthorized: authentication required")
             if r.status == 403:
                 raise RegistryDenied(msg if code else "denied: requested access to the resource "
                                      "is denied")
-            if code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN") or (
-                    r.status == 404 and "/manifests/" in target):
+            if code == "NAME_UNKNOWN":
+                raise NameUnknown(msg)
+            if code == "MANIFEST_UNKNOWN" or (r.status == 404 and "/manifests/" in target):
                 raise ManifestUnknown(msg if code else "manifest unknown: manifest unknown")
             if code == "BLOB_UNKNOWN" or (r.status == 404 and "/blobs/" in target):
                 raise BlobUnknown(msg if code else "blob unknown: blob unknown to registry")
@@ -370,8 +404,8 @@ class RegistryClient:
         try:
             if (r.content_length or 0) > media.MANIFEST_MAX:
                 raise RegistryProtocolError(f"manifest {repository}:{reference} is too large")
-            raw = await r.content.read(media.MANIFEST_MAX + 1)
-            if len(raw) > media.MANIFEST_MAX:
+            raw = await read_at_most(r, media.MANIFEST_MAX)
+            if raw is None:
                 raise RegistryProtocolError(f"manifest {repository}:{reference} is too large")
         finally:
             r.release()
@@ -501,6 +535,57 @@ class RegistryClient:
             pass  # the spec: clients ignore failures of a cancel
 
 
+_ERRNO_WORDS = {"ECONNREFUSED": "connection refused", "EHOSTUNREACH": "no route to host",
+                "ENETUNREACH": "network is unreachable", "ECONNRESET": "connection reset by peer",
+                "ETIMEDOUT": "i/o timeout"}
+
+
+def dial_error(e: BaseException, url: str) -> str:
+    """A connection failure in Go's words, as dockerd prints it after the request
+    (``dial tcp 127.0.0.1:1: connect: connection refused``)."""
+    import errno
+
+    u = urllib.parse.urlsplit(url)
+    host = u.netloc if u.port else f"{u.netloc}:{443 if u.scheme == 'https' else 80}"
+    if isinstance(e, aiohttp.ClientConnectorDNSError):
+        return f"dial tcp: lookup {u.hostname}: no such host"
+    if isinstance(e, aiohttp.ClientConnectorCertificateError):
+        cert = e.certificate_error
+        if getattr(cert, "verify_code", None) in (18, 19, 20, 21):  # self-signed, unknown CA
+            return "x509: certificate signed by unknown authority"
+        return f"x509: {getattr(cert, 'verify_message', None) or cert}"
+    if isinstance(e, aiohttp.ClientSSLError):
+        return f"tls: {e}"
+    if isinstance(e, TimeoutError | aiohttp.ServerTimeoutError):
+        return f"dial tcp {host}: i/o timeout"
+    os_error = getattr(e, "os_error", None) or (e if isinstance(e, OSError) else None)
+    name = errno.errorcode.get(getattr(os_error, "errno", None) or 0, "")
+    if name in _ERRNO_WORDS:
+        return f"dial tcp {host}: connect: {_ERRNO_WORDS[name]}"
+    return str(e) or type(e).__name__
+
+
+async def read_at_most(r: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None past ``limit`` bytes. (``content.read(n)`` is no such thing:
+    it gives what has arrived so far, so a manifest in two TCP reads came back cut.)"""
+    buf = bytearray()
+    async for chunk in r.content.iter_chunked(_CHUNK):
+        buf += chunk
+        if len(buf) > limit:
+            return None
+    return bytes(buf)
+
+
+def _scope_error(header: str) -> str | None:
+    """A bearer challenge's ``error="insufficient_scope"`` (RFC 6750): a token was given but
+    does not allow the request. docker reads it as DENIED, whatever the body says."""
+    for c in parse_challenges(header):
+        if c.scheme == "bearer" and c.params.get("error") == "insufficient_scope":
+            why = c.params.get("error_description") or "requested access to the resource is denied"
+            return f"denied: {why}"
+    return None
+
+
 def _same_origin(a: str, b: str) -> bool:
     ua, ub = urllib.parse.urlsplit(a), urllib.parse.urlsplit(b)
     return (ua.scheme, ua.netloc) == (ub.scheme, ub.netloc)
@@ -509,6 +594,9 @@ def _same_origin(a: str, b: str) -> bool:
 def new_session(limit: int = 32) -> aiohttp.ClientSession:
     """An aiohttp session tuned for registry traffic (no total timeout: layers are big)."""
     timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=300)
+    # identity: nothing between us and a registry may gzip a manifest (bytes digests are
+    # checked on) or a blob (already compressed, and fetched by byte Range when resumed)
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, ttl_dns_cache=60),
                                  timeout=timeout, auto_decompress=False,
-                                 headers={"User-Agent": "berth/0.1"})
+                                 headers={"User-Agent": "berth/0.1",
+                                          "Accept-Encoding": "identity"})

@@ -90,15 +90,19 @@ def _run_helper(name: str, verb: str, data: str) -> str:
     import subprocess
 
     prog = f"docker-credential-{name}"
+    # the docker CLI's words (docker-credential-helpers' client)
+    doing = {"get": "getting", "store": "storing", "erase": "erasing"}.get(verb, verb)
     try:
         r = subprocess.run([prog, verb], input=data, capture_output=True, text=True, timeout=30)
     except FileNotFoundError:
-        raise Unavailable(f"credential helper {prog} not found") from None
+        raise Unavailable(f'error {doing} credentials - err: exec: "{prog}": executable file '
+                          "not found in $PATH, out: ``") from None
     if r.returncode != 0:
         msg = (r.stdout or r.stderr).strip()
         if verb == "get" and "credentials not found" in msg.lower():
             return ""
-        raise Unavailable(f"credential helper {prog} {verb}: {msg}")
+        raise Unavailable(f"error {doing} credentials - err: exit status {r.returncode}, "
+                          f"out: `{msg}`")
     return r.stdout
 
 
@@ -197,14 +201,15 @@ def encode_registry_auth(creds: Credentials | None, server: str = "") -> str:
 
 def decode_registry_auth(value: str | None) -> Credentials | None:
     """Credentials from an ``X-Registry-Auth`` header (base64url JSON, padding optional, as
-    the docker CLI and docker-py send it); None when absent or empty."""
+    the docker CLI and docker-py send it); None when absent, empty, or unreadable: dockerd
+    takes a header it cannot decode for no credentials ("to increase compatibility")."""
     if not value:
         return None
     try:
         # url-safe or standard alphabet: docker sends the former, docker-py at times the latter
         doc = fastjson.loads(_b64decode(value.strip()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidArgument("invalid X-Registry-Auth header") from None
+        return None
     if not isinstance(doc, dict):
         return None
     user, pw = doc.get("username") or "", doc.get("password") or ""

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 from berth.distribution.reference import check_digest
-from berth.errors import InvalidArgument
+from berth.errors import InvalidArgument, NotFound
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -40,6 +40,25 @@ MANIFEST_MAX = 4 * 1024 * 1024
 
 class InvalidManifest(InvalidArgument):
     pass
+
+
+# dockerd's test for what it will pull as an image (distribution/pull_v2.go): a config or
+# layer type of the image families (or one old images carry); an artifact (a Helm chart, an
+# SBOM with the empty config) is refused before any byte of it is fetched
+_IMAGE_TYPE_PREFIXES = ("application/vnd.oci.image.", "application/vnd.docker.")
+_OLD_IMAGE_TYPES = frozenset(("application/octet-stream", "application/json", "text/html", ""))
+
+
+def check_image_types(m: "Manifest") -> None:
+    """Refuse a manifest that is not an image's, in dockerd's words."""
+    for d in (m.config, *m.layers):
+        if d is None:
+            continue
+        mt = d.media_type.lower()
+        if mt in _OLD_IMAGE_TYPES or (mt.startswith(_IMAGE_TYPE_PREFIXES)
+                                      and not mt.startswith("application/vnd.docker.ai.")):
+            continue
+        raise InvalidManifest(f"unsupported media type {d.media_type}")
 
 
 @dataclass(frozen=True)
@@ -174,16 +193,36 @@ class Platform:
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
                  "armel": "arm", "i386": "386", "i686": "386"}
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
+# containerd's lists, which docker's --platform parser checks a single word against
+_KNOWN_OS = frozenset((
+    "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js", "linux",
+    "nacl", "netbsd", "openbsd", "plan9", "solaris", "windows", "zos"))
+_KNOWN_ARCH = frozenset((
+    "386", "amd64", "amd64p32", "arm", "armbe", "arm64", "arm64be", "ppc64", "ppc64le",
+    "loong64", "mips", "mipsle", "mips64", "mips64le", "mips64p32", "mips64p32le", "ppc",
+    "riscv", "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm", *_ARCH_ALIASES))
+_COMPONENT_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 def parse_platform(text: str) -> Platform:
-    """``os/arch[/variant]`` as docker's ``--platform`` takes it (``linux/arm64/v8``)."""
-    parts = [p.strip().lower() for p in text.split("/")]
-    if not 1 <= len(parts) <= 3 or not all(parts):
-        raise InvalidArgument(f"invalid platform: {text!r} (want os/arch[/variant])")
+    """``[os/]arch[/variant]`` as docker's ``--platform`` takes it (containerd's parser):
+    lower-cased; one word is an OS (with this host's architecture) or an architecture (on
+    linux); errors in its words (``"foo": unknown operating system or architecture``)."""
+    parts = text.lower().split("/")
+    for part in parts:
+        if not part or not set(part) <= _COMPONENT_OK:
+            raise InvalidArgument(f'"{part}" is an invalid component of "{text}": platform '
+                                  'specifier component must match "^[A-Za-z0-9_-]+$": invalid '
+                                  "argument")
+    if len(parts) > 3:
+        raise InvalidArgument(f'"{text}": cannot parse platform specifier: invalid argument')
     if len(parts) == 1:
-        # docker accepts a bare architecture and assumes linux
-        return Platform("linux", _ARCH_ALIASES.get(parts[0], parts[0]))
+        if parts[0] in _KNOWN_OS:
+            return Platform(parts[0], host_platform().architecture)
+        if parts[0] in _KNOWN_ARCH:
+            return Platform("linux", _ARCH_ALIASES.get(parts[0], parts[0]))
+        raise InvalidArgument(f'"{text}": unknown operating system or architecture: invalid '
+                              "argument")
     arch = _ARCH_ALIASES.get(parts[1], parts[1])
     return Platform(parts[0], arch, parts[2] if len(parts) == 3 else None)
 
@@ -225,5 +264,5 @@ def choose(index: Manifest, want: Platform) -> Descriptor:
     return best
 
 
-class PlatformNotFound(InvalidArgument):
-    pass
+class PlatformNotFound(NotFound):
+    """No entry of an index runs on the wanted platform (dockerd: 404, ImageNotFound)."""

@@ -9,16 +9,19 @@ to keep a partial one for a later resume. Nothing the sink shows as a blob is ev
 unverified.
 
 Guarantees:
-- a blob whose bytes do not hash to its digest, or whose size differs, fails the pull with
-  ``digest mismatch for blob sha256:...`` and is aborted: nothing of it stays;
+- a blob whose bytes do not hash to its digest, or whose size differs, fails the pull in
+  dockerd's words (``filesystem layer verification failed for digest sha256:...``, ``image
+  config verification failed ...``) and is aborted: nothing of it stays;
 - a connection cut mid-blob is resumed with ``Range: bytes=N-`` (the hash state is kept), up
   to ``settings.retries`` times; a registry that ignores Range restarts the blob from 0;
-- at most ``max_concurrent_downloads`` blobs download at once (3, as dockerd);
+- at most ``max_concurrent_downloads`` blobs download at once (3, as dockerd); the others
+  say ``Waiting`` until their turn, as in dockerd's stream;
 - two pulls in one ``Puller`` that share a layer download it once: the second waits for the
   first's download (``_inflight``).
 """
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -31,9 +34,12 @@ from berth.distribution.client import (
     DigestMismatch,
     RegistryClient,
     RegistryUnavailable,
+    read_at_most,
 )
 from berth.distribution.reference import Reference, hasher
-from berth.errors import InvalidArgument
+from berth.errors import BerthError, InvalidArgument
+
+log = logging.getLogger("berth.distribution.pull")
 
 __all__ = ["BlobSink", "BlobWriter", "PullResult", "Puller"]
 
@@ -63,9 +69,10 @@ class BlobSink(Protocol):
 
 
 Emit = Callable[[dict], None]
-# called on the loop thread once a layer is in the sink (downloaded or already there), with
-# its index in the manifest; it must not block (it may hand work to a thread)
-OnLayer = Callable[[int, "media.Descriptor", bytes], None]
+# called on the loop thread once a layer is in the sink, with its index in the manifest, the
+# config, and whether this pull fetched it (False: it was there); it must not block (it may
+# hand work to a thread)
+OnLayer = Callable[[int, "media.Descriptor", bytes, bool], None]
 
 
 @dataclass
@@ -90,13 +97,34 @@ class Puller:
 
     async def pull(self, client: RegistryClient, ref: Reference, *,
                    platform: media.Platform | None = None, emit: Emit | None = None,
-                   on_layer: OnLayer | None = None) -> PullResult:
+                   on_layer: OnLayer | None = None,
+                   known_image: Callable[[str], bool] | None = None) -> PullResult:
         """Pull ``ref`` into the sink. Without ``on_layer`` each layer ends with ``Pull
-        complete``; with it, the caller says when a layer is complete (after unpacking)."""
+        complete``; with it, the caller says when a layer is complete (after unpacking).
+        ``known_image(config digest)`` says the caller has that image whole: then, as
+        dockerd, no layer is fetched or listed (``on_layer`` is still called for each).
+        A pull that fails on a registry mirror is tried again on the registry itself."""
         emit = emit or (lambda m: None)
+        try:
+            return await self._pull(client, ref, platform, emit, on_layer, known_image)
+        except media.PlatformNotFound:
+            raise
+        except BerthError as e:
+            alt = client.past_mirror()
+            if alt is None:
+                raise
+            log.info("pull of %s from a mirror failed (%s); trying %s", ref, e, ref.registry)
+            return await self._pull(alt, ref, platform, emit, on_layer, known_image)
+
+    async def _pull(self, client: RegistryClient, ref: Reference, platform, emit: Emit,
+                    on_layer, known_image) -> PullResult:
         repo = ref.repository
         raw, ct, digest = await client.get_manifest(repo, ref.ref)
         m = media.parse_manifest(raw, ct)
+        # dockerd says this once the first manifest is in, before it picks a platform, so a
+        # platform error comes after it, in the stream; a digest pull is named in full
+        emit(jm.message(f"Pulling from {repo}",
+                        id=f"{ref.full_name}@{ref.digest}" if ref.digest else ref.tag))
         index = None
         top = digest
         if m.is_index:
@@ -110,24 +138,24 @@ class Puller:
                 raise media.InvalidManifest(f"index {child.digest} names another index")
         if m.config is None:
             raise media.InvalidManifest(f"manifest {digest} has no config")
-        emit(jm.status(f"Pulling from {ref.repository.removeprefix('library/')}"
-                       if ref.registry == "docker.io" else f"Pulling from {repo}",
-                       id=ref.tag or ref.digest))
+        media.check_image_types(m)
         config = await self._small_blob(client, repo, m.config)
         if platform is not None and index is None:
-            self._check_platform(config, platform)
+            self._check_platform(config, platform, ref)
         layers = [d for d in m.layers if not d.urls]
         result = PullResult(ref, top, digest, m, config, index)
+        whole = known_image is not None and known_image(m.config.digest)
         tasks = []
         for i, d in enumerate(layers):
             sid = jm.short_id(d.digest)
-            if self.sink.has(d.digest):
-                emit(jm.status("Already exists", id=sid))
+            if whole or self.sink.has(d.digest):
+                if not whole:
+                    emit(jm.status("Already exists", id=sid))
                 if on_layer is not None:
-                    on_layer(i, d, config)
+                    on_layer(i, d, config, False)
                 continue
             emit(jm.status("Pulling fs layer", id=sid))
-            done = (lambda i=i, d=d: on_layer(i, d, config)) if on_layer else None
+            done = (lambda i=i, d=d: on_layer(i, d, config, True)) if on_layer else None
             tasks.append(self._layer(client, repo, d, emit, result, done))
         if tasks:
             # siblings go on after one fails (their downloads are reusable); the first error
@@ -139,11 +167,12 @@ class Puller:
         self.sink.put(digest, raw)
         if on_layer is None:
             # with a hook the caller reports the digest once its layers are complete
-            emit(jm.status(f"Digest: {top}"))
+            emit(jm.message(f"Digest: {top}"))
         return result
 
     @staticmethod
-    def _check_platform(config: bytes, want: media.Platform) -> None:
+    def _check_platform(config: bytes, want: media.Platform, ref: Reference) -> None:
+        # dockerd 20.10 pulls such an image anyway; later ones refuse it, as here
         import json
 
         try:
@@ -153,8 +182,8 @@ class Puller:
         have = media.Platform(doc.get("os", ""), doc.get("architecture", ""), doc.get("variant"))
         if (have.os, have.architecture) != (want.os, want.architecture):
             raise media.PlatformNotFound(
-                f"image with reference was found but does not match the specified platform: "
-                f"wanted {want}, actual: {have}")
+                f"image with reference {ref} was found but does not match the specified "
+                f"platform: wanted {want}, actual: {have}")
 
     async def _small_blob(self, client: RegistryClient, repo: str, d: media.Descriptor) -> bytes:
         if self.sink.has(d.digest):
@@ -165,14 +194,14 @@ class Puller:
             raise media.InvalidManifest(f"config {d.digest} is too large ({d.size} bytes)")
         resp, _ = await client.open_blob(repo, d.digest)
         try:
-            data = await resp.content.read(d.size + 1)
+            data = await read_at_most(resp, d.size)
         finally:
             resp.release()
         h = hasher(d.digest)
-        h.update(data)
+        h.update(data or b"")
         got = f"{d.digest.partition(':')[0]}:{h.hexdigest()}"
-        if got != d.digest or len(data) != d.size:
-            raise DigestMismatch(f"digest mismatch for blob {d.digest}: got {got}")
+        if data is None or got != d.digest or len(data) != d.size:
+            raise DigestMismatch(f"image config verification failed for digest {d.digest}")
         self.sink.put(d.digest, data)
         return data
 
@@ -192,6 +221,8 @@ class Puller:
         fut = asyncio.get_running_loop().create_future()
         self._inflight[d.digest] = fut
         try:
+            if self._sem.locked():
+                emit(jm.status("Waiting", id=sid))
             async with self._sem:
                 await self._download(client, repo, d, emit)
             result.downloaded.append(d.digest)
@@ -231,10 +262,8 @@ class Puller:
                             h, offset = hasher(d.digest), 0
                         async for chunk in resp.content.iter_chunked(_CHUNK):
                             offset += len(chunk)
-                            if offset > d.size:
-                                raise DigestMismatch(
-                                    f"digest mismatch for blob {d.digest}: more than the "
-                                    f"{d.size} bytes the manifest says")
+                            if offset > d.size:  # more bytes than the manifest says
+                                raise DigestMismatch(_unverified(d.digest))
                             if not verifies:
                                 h.update(chunk)
                             w.write(chunk)
@@ -252,21 +281,22 @@ class Puller:
                         RegistryUnavailable, ConnectionError) as e:
                     attempts += 1
                     if attempts > self.retries:
-                        raise RegistryUnavailable(
-                            f"download of blob {d.digest} failed at byte {offset}: {e}") from e
+                        # dockerd says "unexpected EOF" alone; this says where
+                        why = str(e) if isinstance(e, RegistryUnavailable) else \
+                            f"unexpected EOF: blob {d.digest} ended at byte {offset} of {d.size}"
+                        raise RegistryUnavailable(why) from e
                     await asyncio.sleep(0.2 * attempts)
             emit(jm.status("Verifying Checksum", id=sid))
             if not verifies:
                 got = f"{d.digest.partition(':')[0]}:{h.hexdigest()}"
                 if got != d.digest or offset != d.size:
-                    raise DigestMismatch(f"digest mismatch for blob {d.digest}: got {got}")
+                    raise DigestMismatch(_unverified(d.digest))
             try:
                 # commit fsyncs (~0.1 s for 40 MB here): off the loop, or every other
                 # download stalls behind it
                 await loop.run_in_executor(None, w.commit, d.digest, d.size)
-            except InvalidArgument as e:
-                why = str(e).removeprefix("digest mismatch: ")
-                raise DigestMismatch(f"digest mismatch for blob {d.digest}: {why}") from None
+            except InvalidArgument:
+                raise DigestMismatch(_unverified(d.digest)) from None
             ok = True
             emit(jm.status("Download complete", id=sid))
         except DigestMismatch:
@@ -275,3 +305,7 @@ class Puller:
         finally:
             if not ok:
                 w.close()
+
+
+def _unverified(digest: str) -> str:
+    return f"filesystem layer verification failed for digest {digest}"

@@ -26,6 +26,7 @@ from berth.distribution import jsonmessage as jm
 from berth.distribution import media
 from berth.distribution.client import RegistryClient, RegistryProtocolError, RegistryUnavailable
 from berth.distribution.reference import Reference, hasher
+from berth.errors import PermissionDenied
 
 __all__ = ["BlobSource", "Pusher"]
 
@@ -57,19 +58,27 @@ class Pusher:
 
     async def push(self, client: RegistryClient, ref: Reference, source: BlobSource,
                    raw: bytes, media_type: str, *, emit: Emit | None = None,
-                   mount_from: Callable[[str], Iterable[str]] | None = None) -> str:
-        """Push one image (manifest or index) to ``ref``; returns the pushed manifest's digest."""
+                   mount_from: Callable[[str], Iterable[str]] | None = None,
+                   announce: bool = True, layer_ids: dict[str, str] | None = None) -> str:
+        """Push one image (manifest or index) to ``ref``; returns the pushed manifest's digest.
+        ``announce=False`` leaves ``The push refers to repository`` to the caller (said once
+        for all the tags of a repository, as dockerd does). ``layer_ids`` maps a layer's
+        digest to the id its progress lines show: docker shows a pushed layer by its diffID
+        (a pulled one by its digest)."""
         emit = emit or (lambda m: None)
+        ids = layer_ids or {}
         m = media.parse_manifest(raw, media_type)
-        emit(jm.status(f"The push refers to repository [{ref.full_name}]"))
+        if announce:
+            emit(jm.message(f"The push refers to repository [{ref.full_name}]"))
+        await client.ping()  # an unreachable registry fails before any layer is listed
         if m.is_index:
             for child in m.manifests:
                 craw = source.read(child.digest)
                 cm = media.parse_manifest(craw, child.media_type)
-                await self._blobs(client, ref, source, cm, emit, mount_from)
+                await self._blobs(client, ref, source, cm, emit, mount_from, ids)
                 await client.put_manifest(ref.repository, child.digest, craw, cm.media_type)
         else:
-            await self._blobs(client, ref, source, m, emit, mount_from)
+            await self._blobs(client, ref, source, m, emit, mount_from, ids)
         h = hasher("sha256")
         h.update(raw)
         digest = f"sha256:{h.hexdigest()}"
@@ -79,29 +88,33 @@ class Pusher:
             raise RegistryProtocolError(f"registry stored manifest {got}, pushed {digest}")
         tag = ref.tag or "latest"
         if ref.tag:
-            emit({"status": f"{tag}: digest: {digest} size: {len(raw)}", "progressDetail": {}})
+            emit(jm.message(f"{tag}: digest: {digest} size: {len(raw)}"))
         emit(jm.aux({"Tag": ref.tag or "", "Digest": digest, "Size": len(raw)}))
         return digest
 
-    async def _blobs(self, client, ref, source, m: media.Manifest, emit, mount_from) -> None:
+    async def _blobs(self, client, ref, source, m: media.Manifest, emit, mount_from,
+                     ids: dict[str, str]) -> None:
         # docker lists layers top-down; the config goes last, quietly
         layers = list(m.blobs())
         order = [d for d in reversed(layers) if d is not m.config]
         for d in order:
-            emit(jm.status("Preparing", id=jm.short_id(d.digest)))
-        tasks = [self._blob(client, ref, source, d, emit, mount_from, quiet=False) for d in order]
+            emit(jm.status("Preparing", id=jm.short_id(ids.get(d.digest, d.digest))))
+        tasks = [self._blob(client, ref, source, d, emit, mount_from, quiet=False,
+                            sid=jm.short_id(ids.get(d.digest, d.digest))) for d in order]
         if m.config is not None:
-            tasks.append(self._blob(client, ref, source, m.config, emit, mount_from, quiet=True))
+            tasks.append(self._blob(client, ref, source, m.config, emit, mount_from, quiet=True,
+                                    sid=""))
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         for o in outcomes:
             if isinstance(o, BaseException):
                 raise o
 
     async def _blob(self, client: RegistryClient, ref: Reference, source: BlobSource,
-                    d: media.Descriptor, emit: Emit, mount_from, quiet: bool) -> None:
-        sid = jm.short_id(d.digest)
+                    d: media.Descriptor, emit: Emit, mount_from, quiet: bool, sid: str) -> None:
         say = (lambda *a, **k: None) if quiet else (lambda t, **k: emit(jm.status(t, id=sid, **k)))
         repo = ref.repository
+        if self._sem.locked():
+            say("Waiting")
         async with self._sem:
             if await client.blob_exists(repo, d.digest, actions="pull,push") is not None:
                 say("Layer already exists")
@@ -113,8 +126,8 @@ class Pusher:
             for src in dict.fromkeys(c for c in candidates if c != repo):
                 try:
                     location = await client.mount_blob(repo, d.digest, src)
-                except RegistryProtocolError:
-                    continue
+                except (RegistryProtocolError, PermissionDenied):
+                    continue  # a source we may not read: the next one, or an upload
                 if location is None:
                     say(f"Mounted from {src}")
                     self.remember(ref.registry, d.digest, repo)

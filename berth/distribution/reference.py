@@ -115,6 +115,20 @@ class Reference:
         return s
 
 
+def _check_lowercase(text: str) -> None:
+    """docker's capitals check, worded as docker's: the path after the host, up to the first
+    ``:``, must be lower-case (``127.0.0.1:5000/Team/app:1`` → ``repository name (Team/app)
+    must be lowercase``; ``Busybox`` → ``(library/Busybox)``)."""
+    first, sep, rest = text.partition("/")
+    if not sep or not (any(c in first for c in ".:") or first == "localhost"
+                       or first.lower() != first):
+        rest = text if sep else f"library/{text}"
+    path = rest.partition(":")[0]
+    if path.lower() != path:
+        raise InvalidReference(f"invalid reference format: repository name ({path}) must be "
+                               "lowercase")
+
+
 def parse(text: str, *, default_tag: str | None = "latest") -> Reference:
     """Parse and normalise a reference as the docker CLI does; InvalidReference names the text.
 
@@ -124,6 +138,7 @@ def parse(text: str, *, default_tag: str | None = "latest") -> Reference:
     """
     from berth.image import reference as image_reference
 
+    _check_lowercase(text)
     try:
         r = image_reference.parse(text)
     except InvalidArgument as e:

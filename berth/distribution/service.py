@@ -106,11 +106,12 @@ class DistributionService:
 
     def pull(self, ref: Reference, *, credentials: Credentials | None = None,
              platform: media.Platform | None = None,
-             progress: Callable[[dict], None] | None = None, on_layer=None) -> PullResult:
+             progress: Callable[[dict], None] | None = None, on_layer=None,
+             known_image: Callable[[str], bool] | None = None) -> PullResult:
         async def go():
             c = self._client(ref.registry, credentials, False)
             res = await self.puller.pull(c, ref, platform=platform, emit=progress,
-                                         on_layer=on_layer)
+                                         on_layer=on_layer, known_image=known_image)
             for d in res.manifest.layers:
                 self.pusher.remember(ref.registry, d.digest, ref.repository)
             return res
@@ -120,11 +121,13 @@ class DistributionService:
     def push(self, ref: Reference, source: BlobSource, raw: bytes, media_type: str, *,
              credentials: Credentials | None = None,
              progress: Callable[[dict], None] | None = None,
-             mount_from: Callable[[str], Iterable[str]] | None = None) -> str:
+             mount_from: Callable[[str], Iterable[str]] | None = None,
+             announce: bool = True, layer_ids: dict[str, str] | None = None) -> str:
         async def go():
             c = self._client(ref.registry, credentials, True)
             return await self.pusher.push(c, ref, source, raw, media_type, emit=progress,
-                                          mount_from=mount_from)
+                                          mount_from=mount_from, announce=announce,
+                                          layer_ids=layer_ids)
 
         return self._run(go())
 

@@ -56,6 +56,29 @@ class RegistrySettings:
                 raise InvalidArgument(f"invalid registry mirror {m!r}: want an http(s) URL")
         return s
 
+    def registry_config(self) -> dict:
+        """``RegistryConfig`` of ``GET /info`` in dockerd's shape (``docker info`` prints its
+        Insecure Registries and Registry Mirrors from it): CIDRs in InsecureRegistryCIDRs,
+        host names as insecure IndexConfigs, mirrors with dockerd's trailing slash."""
+        mirrors = [m.rstrip("/") + "/" for m in self.registry_mirrors]
+        cidrs: list[str] = []
+        index = {"docker.io": {"Name": "docker.io", "Mirrors": mirrors, "Secure": True,
+                               "Official": True}}
+        for entry in self.insecure_registries:
+            try:
+                net = str(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                index[entry] = {"Name": entry, "Mirrors": [], "Secure": False,
+                                "Official": False}
+                continue
+            if net not in cidrs:
+                cidrs.append(net)
+        if "127.0.0.0/8" not in cidrs:
+            cidrs.append("127.0.0.0/8")  # after the configured ones, as dockerd lists them
+        return {"AllowNondistributableArtifactsCIDRs": [],
+                "AllowNondistributableArtifactsHostnames": [], "InsecureRegistryCIDRs": cidrs,
+                "IndexConfigs": index, "Mirrors": mirrors}
+
     def is_insecure(self, host: str) -> bool:
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         name = name.strip("[]")

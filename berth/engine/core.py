@@ -55,6 +55,11 @@ class Engine:
                                                  self.registry_settings)
             return self._registry
 
+    def _registry_config(self) -> dict:
+        from berth.distribution.settings import RegistrySettings
+
+        return (self.registry_settings or RegistrySettings()).registry_config()
+
     def _daemon_id(self) -> str:
         p = os.path.join(self.root, "engine-id")
         try:
@@ -172,8 +177,7 @@ class Engine:
             "OSType": "linux",
             "Architecture": u.machine,
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {},
-                               "Mirrors": []},
+            "RegistryConfig": self._registry_config(),
             "NCPU": os.cpu_count() or 1,
             "MemTotal": mem,
             "GenericResources": None,

@@ -38,6 +38,7 @@ from berth.distribution import jsonmessage as jm
 from berth.distribution import media, reference
 from berth.distribution.client import (
     ManifestUnknown,
+    NameUnknown,
     RegistryDenied,
     RegistryUnauthorized,
 )
@@ -51,8 +52,9 @@ from .images import _rfc3339
 log = logging.getLogger("berth.engine.distribution")
 
 
-class PullAccessDenied(PermissionDenied):
-    pass
+class PullAccessDenied(NotFound):
+    """dockerd answers 404 (docker-py raises ImageNotFound): Docker Hub says a repository
+    that does not exist is one the caller may not pull."""
 
 
 class ImageNotFound(NotFound):
@@ -128,6 +130,13 @@ class _StoreSource:
         return self.content.read(digest)
 
 
+def _check_host(ref: reference.Reference) -> None:
+    # docker takes a first component with capitals for a host (``Pj/app``); dockerd then
+    # refuses the name, and so must berthd, before it tries to resolve such a host
+    if ref.registry != ref.registry.lower():
+        raise InvalidArgument("invalid reference format: repository name must be lowercase")
+
+
 class RegistryService:
     def __init__(self, images, root: str, settings: RegistrySettings | None = None) -> None:
         self.images = images
@@ -199,22 +208,28 @@ class RegistryService:
             ref = reference.parse(text, default_tag=None)
         except reference.InvalidReference as e:
             raise InvalidArgument(str(e)) from None
+        _check_host(ref)
         plat = media.parse_platform(platform) if platform else None
         if ref.tag is None and ref.digest is None:
             tags = self._denied(ref, lambda: self.dist.tags(ref, credentials=credentials))
             for t in sorted(tags):
                 self.pull_one(ref.with_tag(t), plat, credentials, progress, announce=False)
-            progress(jm.status(f"Status: Downloaded newer image for {ref.name}"))
+            progress(jm.message(f"Status: Downloaded newer image for {ref.name}"))
             return
         self.pull_one(ref, plat, credentials, progress)
 
     def _denied(self, ref: reference.Reference, fn):
+        """Registry errors of a pull in dockerd's words (its distribution/errors.go)."""
         try:
             return fn()
-        except (RegistryUnauthorized, RegistryDenied):
+        except RegistryDenied as e:
             raise PullAccessDenied(
                 f"pull access denied for {ref.name}, repository does not exist or may require "
-                "'docker login': denied: requested access to the resource is denied") from None
+                f"'docker login': {e}") from None
+        except RegistryUnauthorized as e:
+            raise PermissionDenied(str(e)) from None
+        except NameUnknown as e:
+            raise ImageNotFound(f"repository {ref.name} not found: {e}") from None
         except ManifestUnknown as e:
             raise ImageNotFound(f"manifest for {ref} not found: {e}") from None
 
@@ -229,7 +244,7 @@ class RegistryService:
                 futures: dict[int, object] = {}
                 diff_ids: list[str] = []
 
-                def on_layer(i: int, d: media.Descriptor, config: bytes) -> None:
+                def on_layer(i: int, d: media.Descriptor, config: bytes, fetched: bool) -> None:
                     # on the distribution loop thread: only hand the unpack to the pool
                     if not diff_ids:
                         cfg = json.loads(config)
@@ -242,18 +257,24 @@ class RegistryService:
 
                     def unpack():
                         if store.snapshots.exists(chains[i]):
-                            # "Already exists" was said; keep the snapshot for this image
+                            # keep the snapshot for this image; a layer that was there says
+                            # nothing more ("Already exists", or nothing for a known image)
                             store.unpack(d.digest, diff_ids[i], chains[i], lease)
-                            return
-                        progress(jm.status("Extracting", id=sid))
-                        store.unpack(d.digest, diff_ids[i], chains[i], lease)
-                        progress(jm.status("Pull complete", id=sid))
+                        else:
+                            # byte counts of the compressed blob, as dockerd's: the docker CLI
+                            # draws a bar on a terminal and leaves the line out of a log
+                            progress(jm.status("Extracting", id=sid, current=0, total=d.size))
+                            store.unpack(d.digest, diff_ids[i], chains[i], lease)
+                            progress(jm.status("Extracting", id=sid, current=d.size,
+                                               total=d.size))
+                        if fetched:
+                            progress(jm.status("Pull complete", id=sid))
 
                     futures[i] = self.images._pool.submit(unpack)
 
                 res = self._denied(ref, lambda: self.dist.pull(
                     ref, credentials=credentials, platform=platform, progress=progress,
-                    on_layer=on_layer))
+                    on_layer=on_layer, known_image=store.has))
                 m = res.manifest
                 layers = [d for d in m.layers if not d.urls]
                 if len(diff_ids) != len(layers):
@@ -294,7 +315,7 @@ class RegistryService:
                     old = store.resolve_ref(f"{full}:{ref.tag}")
                     store.set_ref(f"{full}:{ref.tag}", config_digest)
                 store.set_ref(f"{full}@{res.digest}", config_digest)
-                progress(jm.status(f"Digest: {res.digest}"))
+                progress(jm.message(f"Digest: {res.digest}"))
         except BaseException:
             self.sink.end()
             # the lease's own GC ran while this pull still pinned its blobs: sweep again now
@@ -308,9 +329,9 @@ class RegistryService:
         shown = str(ref)
         if announce:
             if old == config_digest and not fresh:
-                progress(jm.status(f"Status: Image is up to date for {shown}"))
+                progress(jm.message(f"Status: Image is up to date for {shown}"))
             else:
-                progress(jm.status(f"Status: Downloaded newer image for {shown}"))
+                progress(jm.message(f"Status: Downloaded newer image for {shown}"))
         self.images.events.publish("image", "pull", shown, {"name": shown})
         return config_digest
 
@@ -328,17 +349,18 @@ class RegistryService:
             raise InvalidArgument(f"cannot push a digest reference: {name}")
         if ref.tag and tag and ref.tag != tag:
             raise InvalidArgument(f"tag {tag} does not match the reference {name}")
+        _check_host(ref)
         tag = tag or ref.tag or ""
         full = f"{ref.registry}/{ref.repository}"
+        # as dockerd: this line first, so that a missing image is an error in the stream
+        progress(jm.message(f"The push refers to repository [{full}]"))
+        tags = sorted(r[len(full) + 1:] for r in self.store.refs() if r.startswith(full + ":"))
+        if not tags:
+            raise ImageNotFound(f"An image does not exist locally with the tag: {ref.name}")
         if tag:
+            if tag not in tags:
+                raise ImageNotFound(f"tag does not exist: {ref.name}:{tag}")
             tags = [tag]
-            if self.store.resolve_ref(f"{full}:{tag}") is None:
-                raise ImageNotFound(f"An image does not exist locally with the tag: {ref.name}")
-        else:
-            tags = sorted(r[len(full) + 1:] for r in self.store.refs()
-                          if r.startswith(full + ":"))
-            if not tags:
-                raise ImageNotFound(f"An image does not exist locally with the tag: {ref.name}")
         source = _StoreSource(self.store.content)
         for t in tags:
             iid = self.store.resolve_ref(f"{full}:{t}")
@@ -348,9 +370,17 @@ class RegistryService:
                 lease.blobs.update([md["digest"], rec["config"]["digest"],
                                     *(la["digest"] for la in rec["layers"])])
                 raw = self.store.content.read(md["digest"])
-                digest = self._denied_push(ref, lambda raw=raw, md=md, t=t: self.dist.push(
-                    ref.with_tag(t), source, raw, md["mediaType"], credentials=credentials,
-                    progress=progress, mount_from=self._mount_from(ref.registry)))
+                # docker shows a pushed layer by its diffID
+                ids = {la["digest"]: diff for la, diff in
+                       zip(rec["layers"], rec.get("diff_ids") or (), strict=False)}
+
+                def push_one(raw=raw, md=md, t=t, ids=ids):
+                    return self.dist.push(
+                        ref.with_tag(t), source, raw, md["mediaType"], credentials=credentials,
+                        progress=progress, mount_from=self._mount_from(ref.registry),
+                        announce=False, layer_ids=ids)
+
+                digest = self._denied_push(ref, push_one)
             self.store.set_ref(f"{full}@{digest}", iid)
             self._remember_sources(ref.registry, ref.repository,
                                    [la["digest"] for la in rec["layers"]] +
@@ -362,8 +392,10 @@ class RegistryService:
     def _denied_push(ref: reference.Reference, fn):
         try:
             return fn()
-        except (RegistryUnauthorized, RegistryDenied) as e:
-            raise PermissionDenied(f"{e}") from None
+        except RegistryUnauthorized as e:
+            raise PermissionDenied(e.bare) from None  # dockerd names no request here
+        except RegistryDenied as e:
+            raise PermissionDenied(str(e)) from None
 
     # -- login ---------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "pidfd_send_signal": 424,
         "clone3": 435,
         "close_range": 436,
+        "seccomp": 317,
     },
     "aarch64": {
         "pivot_root": 41,
@@ -49,6 +50,7 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "pidfd_send_signal": 424,
         "clone3": 435,
         "close_range": 436,
+        "seccomp": 277,
     },
 }
 

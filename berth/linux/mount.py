@@ -86,3 +86,27 @@ def mount_setattr(dfd: int, path: str, flags: int, attr_set: int = 0, attr_clr: 
                     ctypes.c_uint(flags), ctypes.byref(attr),
                     ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
         raise fail("mount_setattr", path or None)
+
+
+# open_tree(2) / move_mount(2)
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+AT_FDCWD = -100
+
+
+def open_tree(path: str, flags: int, dfd: int = AT_FDCWD) -> int:
+    """A detached copy of the mount tree at ``path`` (OPEN_TREE_CLONE), as an fd."""
+    fd = libc.syscall(sysno("open_tree"), ctypes.c_int(dfd), fsencode(path),
+                      ctypes.c_uint(flags))
+    if fd < 0:
+        raise fail("open_tree", path)
+    return fd
+
+
+def move_mount_fd(from_fd: int, to_fd: int) -> None:
+    """Attach the detached tree ``from_fd`` onto the file or directory ``to_fd`` refers to."""
+    if libc.syscall(sysno("move_mount"), ctypes.c_int(from_fd), b"", ctypes.c_int(to_fd), b"",
+                    ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)) != 0:
+        raise fail("move_mount")

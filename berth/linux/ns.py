@@ -1,4 +1,5 @@
-"""Namespaces: unshare(2), setns(2) and the CLONE_NEW* flags, plus the UTS names."""
+"""Namespaces: unshare(2), setns(2), a namespace file's type (ioctl NS_GET_NSTYPE) and the
+CLONE_NEW* flags, plus the UTS names."""
 
 import ctypes
 
@@ -13,6 +14,11 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWTIME = 0x00000080
 
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
+
+# (the same prototype as berth.linux.proc gives it: one ctypes function object is shared)
+libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+libc.ioctl.restype = ctypes.c_int
 libc.unshare.argtypes = [ctypes.c_int]
 libc.unshare.restype = ctypes.c_int
 libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -31,6 +37,14 @@ def unshare(flags: int) -> None:
 def setns(fd: int, nstype: int = 0) -> None:
     if libc.setns(fd, nstype) != 0:
         raise fail("setns")
+
+
+def ns_type(fd: int) -> int:
+    """The CLONE_NEW* flag of the namespace ``fd`` refers to (ENOTTY: not a namespace)."""
+    t = libc.ioctl(fd, NS_GET_NSTYPE, None)
+    if t < 0:
+        raise fail("ioctl NS_GET_NSTYPE")
+    return t
 
 
 def sethostname(name: str) -> None:

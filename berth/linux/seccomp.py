@@ -1,10 +1,19 @@
-"""A ctypes binding of libseccomp (2.5): build a filter, add rules, load it.
+"""A ctypes binding of libseccomp (2.5): build a filter, add rules, export its cBPF, and load
+a program with seccomp(2).
 
 Only the calls runtimes use. libseccomp is loaded on first use, so that importing this module
 costs nothing for a container without a filter.
 """
 
 import ctypes
+import os
+
+from ._libc import fail, libc, sysno
+
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+SECCOMP_FILTER_FLAG_LOG = 2
+SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4
 
 SCMP_ACT_KILL_PROCESS = 0x80000000
 SCMP_ACT_KILL_THREAD = 0x00000000
@@ -93,6 +102,10 @@ def lib() -> ctypes.CDLL:
         L.seccomp_attr_set.restype = ctypes.c_int
         L.seccomp_load.argtypes = [ctypes.c_void_p]
         L.seccomp_load.restype = ctypes.c_int
+        L.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        L.seccomp_export_bpf.restype = ctypes.c_int
+        L.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
+        L.seccomp_syscall_resolve_name_arch.restype = ctypes.c_int
         _lib = L
     return _lib
 
@@ -134,6 +147,17 @@ class Filter:
     def load(self) -> None:
         _check(lib().seccomp_load(self.ctx), "seccomp_load")
 
+    def export_bpf(self) -> bytes:
+        """The filter as the kernel's struct sock_filter array (libseccomp writes it to an
+        fd: a memfd here, which needs no path)."""
+        fd = os.memfd_create("berth-seccomp", os.MFD_CLOEXEC)
+        try:
+            _check(lib().seccomp_export_bpf(self.ctx, fd), "seccomp_export_bpf")
+            size = os.lseek(fd, 0, os.SEEK_CUR)
+            return os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self.ctx:
             lib().seccomp_release(self.ctx)
@@ -156,3 +180,27 @@ def version() -> str:
 def resolve(name: str) -> int:
     """The syscall number for the native arch, or -1 if libseccomp does not know ``name``."""
     return lib().seccomp_syscall_resolve_name(name.encode())
+
+
+def resolve_arch(name: str, arch: int) -> int:
+    """The syscall number of ``name`` on libseccomp arch token ``arch`` (x32 numbers carry
+    the x32 bit), or -1 if unknown there."""
+    return lib().seccomp_syscall_resolve_name_arch(arch, name.encode())
+
+
+def native_arch() -> int:
+    return lib().seccomp_arch_native()
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def load_program(program: bytes, flags: int = 0) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, program) for the calling thread. The caller
+    has set no_new_privs or holds CAP_SYS_ADMIN."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    if libc.syscall(sysno("seccomp"), ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
+                    ctypes.c_uint(flags), ctypes.byref(prog)) != 0:
+        raise fail("seccomp")

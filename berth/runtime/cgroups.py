@@ -11,6 +11,7 @@
     m.pids()            every pid in the cgroup (recursive)
     m.kill_all(sig)     signal every process (frozen first, so none can fork away)
     m.stats()           what `runc events --stats` prints under "data"
+    m.oom_watch()       fds to poll for OOM events (v1 eventfd, v2 memory.events)
     m.destroy()         remove the directories (processes must be gone)
     m.to_state() / from_state(d)   what state.json records so delete can find them
 
@@ -164,11 +165,73 @@ def _rmdir_retry(d: str) -> None:
     raise CgroupError(f"cgroup: remove {d}: device or resource busy")
 
 
+def parse_sub_cgroups(args: list[str]) -> dict[str, str]:
+    """`exec --cgroup` values as runc reads them: one bare PATH (every controller), or
+    CONTROLLER[,CONTROLLER]:PATH, as often as needed."""
+    out: dict[str, str] = {}
+    for a in args:
+        parts = a.split(":")
+        if len(parts) > 2:
+            raise CgroupError(f"invalid --cgroup argument: {a}")
+        if len(parts) == 1:
+            if len(args) != 1:
+                raise CgroupError(f"invalid --cgroup argument: {a} (missing <controller>: "
+                                  "prefix)")
+            out[""] = a
+        else:
+            for ctrl in parts[0].split(","):
+                out[ctrl] = parts[1]
+    return out
+
+
 class Manager:
     version = 0
 
     def __init__(self, paths: dict[str, str]) -> None:
         self.paths = paths
+
+    def sub_paths(self, sub: dict[str, str]) -> dict[str, str]:
+        """Our paths with ``exec --cgroup``'s sub-cgroups below them (never above them)."""
+        paths = dict(self.paths)
+        if "" in sub:
+            chosen = {k: sub[""] for k in paths}
+        else:
+            chosen = {}
+            for ctrl, rel in sub.items():
+                key = "unified" if ctrl == "" else ctrl
+                if key not in paths:
+                    raise CgroupError(f"unknown controller {ctrl} in --cgroup")
+                chosen[key] = rel
+        for k, rel in chosen.items():
+            p = os.path.normpath(paths[k] + "/" + rel)
+            if p != paths[k] and not p.startswith(paths[k] + "/"):
+                raise CgroupError(f"cgroup path {rel} is not a sub cgroup path")
+            paths[k] = p
+        return paths
+
+    def join(self, pid: int, paths: dict[str, str] | None = None,
+             init_pid: int = 0) -> None:
+        """Put ``pid`` (an exec's first process) in ``paths`` (default: ours). On cgroup v2 a
+        cgroup whose children have domain controllers refuses processes (EBUSY): then the
+        init's own cgroup is joined, as runc does, unless sub-cgroups were asked for."""
+        for p in (paths or self.paths).values():
+            try:
+                fd = os.open(p + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, str(pid).encode())
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                if e.errno == 16 and self.version == 2 and init_pid and not paths:
+                    alt = self._cgroup_of(init_pid)
+                    if alt:
+                        _write(alt + "/cgroup.procs", str(pid))
+                        continue
+                raise CgroupError(f"error adding pid {pid} to cgroups: {p}/cgroup.procs: "
+                                  f"{e.strerror.lower()}") from None
+
+    def _cgroup_of(self, pid: int) -> str | None:
+        return None
 
     def to_state(self) -> dict:
         return {"version": self.version, "paths": self.paths}
@@ -248,13 +311,25 @@ class V1Manager(Manager):
         for p in self.paths.values():
             _write(p + "/cgroup.procs", str(pid))
 
+    def _need(self, sub: str, field: str) -> str:
+        p = self.paths.get(sub)
+        if not p:
+            raise CgroupError(f"cgroup: {field} needs the {sub} controller, which is not "
+                              "mounted on this host")
+        return p
+
     def set(self, res: dict) -> None:
         if res.get("unified"):
             raise CgroupError("cgroup: linux.resources.unified needs cgroup v2")
         mem = res.get("memory") or {}
         m = self.paths.get("memory")
+        if any(mem.get(k) for k in ("limit", "reservation", "swap")) or \
+                mem.get("swappiness") is not None:
+            m = self._need("memory", "linux.resources.memory")
         if mem and m:
             limit, swap = mem.get("limit"), mem.get("swap")
+            if limit == -1 and not swap and os.path.exists(m + "/memory.memsw.limit_in_bytes"):
+                swap = -1  # as runc: no memory limit and no swap given means no swap limit
             if swap is not None and not os.path.exists(m + "/memory.memsw.limit_in_bytes"):
                 raise CgroupError("cgroup: memory swap limit needs swap accounting "
                                   "(memory.memsw.limit_in_bytes is missing)")
@@ -278,6 +353,11 @@ class V1Manager(Manager):
                 _write(m + "/memory.oom_control", "1")
         cpu = res.get("cpu") or {}
         c = self.paths.get("cpu")
+        if any(cpu.get(k) for k in ("shares", "quota", "period", "realtimePeriod",
+                                    "realtimeRuntime")):
+            c = self._need("cpu", "linux.resources.cpu")
+        if cpu.get("cpus") or cpu.get("mems"):
+            self._need("cpuset", "linux.resources.cpu.cpus")
         if cpu and c:
             if cpu.get("shares"):
                 _write(c + "/cpu.shares", str(cpu["shares"]))
@@ -304,26 +384,46 @@ class V1Manager(Manager):
             if cpu.get("mems"):
                 _write(cs + "/cpuset.mems", cpu["mems"])
         pids = res.get("pids") or {}
-        if pids.get("limit") and "pids" in self.paths:
+        if pids.get("limit"):
             lim = pids["limit"]
-            _write(self.paths["pids"] + "/pids.max", str(lim) if lim > 0 else "max")
+            _write(self._need("pids", "linux.resources.pids") + "/pids.max",
+                   str(lim) if lim > 0 else "max")
         blk = res.get("blockIO") or {}
         b = self.paths.get("blkio")
+        if any(blk.get(k) for k in ("weight", "throttleReadBpsDevice", "throttleWriteBpsDevice",
+                                    "throttleReadIOPSDevice", "throttleWriteIOPSDevice")):
+            b = self._need("blkio", "linux.resources.blockIO")
+        if any(blk.get(k) for k in ("leafWeight", "weightDevice")):
+            b = self._need("blkio", "linux.resources.blockIO")
         if blk and b:
+            # kernels without CFQ have only BFQ's files (as runc, use whichever is there)
+            bfq = "" if os.path.exists(b + "/blkio.weight") else "bfq."
             if blk.get("weight"):
-                f = "blkio.weight" if os.path.exists(b + "/blkio.weight") else "blkio.bfq.weight"
-                _write(f"{b}/{f}", str(blk["weight"]))
+                _write(f"{b}/blkio.{bfq}weight", str(blk["weight"]))
+            if blk.get("leafWeight"):
+                _write(f"{b}/blkio.leaf_weight", str(blk["leafWeight"]))
+            for d in blk.get("weightDevice") or ():
+                dev = f"{d['major']}:{d['minor']}"
+                if d.get("weight"):
+                    _write(f"{b}/blkio.{bfq}weight_device", f"{dev} {d['weight']}")
+                if d.get("leafWeight"):
+                    _write(f"{b}/blkio.leaf_weight_device", f"{dev} {d['leafWeight']}")
             for k, f in (("throttleReadBpsDevice", "read_bps_device"),
                          ("throttleWriteBpsDevice", "write_bps_device"),
                          ("throttleReadIOPSDevice", "read_iops_device"),
                          ("throttleWriteIOPSDevice", "write_iops_device")):
                 for d in blk.get(k) or ():
                     _write(f"{b}/blkio.throttle.{f}", f"{d['major']}:{d['minor']} {d['rate']}")
-        h = self.paths.get("hugetlb")
         for hp in res.get("hugepageLimits") or ():
-            if not h:
-                raise CgroupError("cgroup: hugepageLimits needs the hugetlb controller")
+            h = self._need("hugetlb", "linux.resources.hugepageLimits")
             _write(f"{h}/hugetlb.{hp['pageSize']}.limit_in_bytes", str(hp["limit"]))
+        net = res.get("network") or {}
+        if net.get("classID") is not None:
+            n = self._need("net_cls", "linux.resources.network.classID")
+            _write(n + "/net_cls.classid", str(net["classID"]))
+        for prio in net.get("priorities") or ():
+            n = self._need("net_prio", "linux.resources.network.priorities")
+            _write(n + "/net_prio.ifpriomap", f"{prio['name']} {prio['priority']}")
 
     def set_devices(self, rules) -> None:
         """Bring the devices cgroup to ``rules`` (a berth.runtime.devices.Rules) from whatever
@@ -373,6 +473,33 @@ class V1Manager(Manager):
             return bool(f) and _read(f + "/freezer.state").strip() != "THAWED"
         except OSError:
             return False
+
+    def oom_watch(self) -> "OomWatch":
+        """OOM notifications through memory.oom_control and cgroup.event_control (the v1
+        interface runc uses); the cgroup's removal ends them."""
+        m = self._need("memory", "events")
+        efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        try:
+            ofd = os.open(m + "/memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            os.close(efd)
+            raise CgroupError(f"cgroup: open {m}/memory.oom_control: {e.strerror}") from e
+        try:
+            _write(m + "/cgroup.event_control", f"{efd} {ofd}")
+        except CgroupError:
+            os.close(efd)
+            os.close(ofd)
+            raise
+        return OomWatch([efd], [ofd], self._v1_event, m)
+
+    @staticmethod
+    def _v1_event(watch: "OomWatch", fd: int) -> str | None:
+        try:
+            os.eventfd_read(fd)
+        except BlockingIOError:
+            return None
+        # the kernel signals the eventfd on an OOM and when the cgroup goes away
+        return "oom" if os.path.isdir(watch.dir) else "end"
 
     def stats(self) -> dict:
         out: dict = {}
@@ -470,6 +597,16 @@ class V2Manager(Manager):
     def to_state(self) -> dict:
         return {"version": 2, "paths": self.paths, "mountpoint": self.mountpoint}
 
+    def _cgroup_of(self, pid: int) -> str | None:
+        try:
+            for line in _read(f"/proc/{pid}/cgroup").splitlines():
+                if line.startswith("0::"):
+                    return os.path.normpath((self.mountpoint or "/sys/fs/cgroup") + "/" +
+                                            line[3:])
+        except OSError:
+            pass
+        return None
+
     def create(self) -> None:
         # Enable every available controller from the top down to our parent, as runc does;
         # a level that already has processes refuses (no internal processes) and is left.
@@ -517,6 +654,8 @@ class V2Manager(Manager):
         if any(mem.get(k) for k in ("limit", "reservation", "swap")):
             self._need("memory", "linux.resources.memory")
             limit, swap = mem.get("limit"), mem.get("swap")
+            if limit == -1 and not swap:
+                swap = -1  # unlimited memory, swap not given: unlimited swap too (as runc)
             if limit:
                 _write(d + "/memory.max", "max" if limit == -1 else str(limit))
             if swap:
@@ -554,9 +693,23 @@ class V2Manager(Manager):
             lim = pids["limit"]
             _write(d + "/pids.max", str(lim) if lim > 0 else "max")
         blk = res.get("blockIO") or {}
+        bfq = os.path.exists(d + "/io.bfq.weight")
         if blk.get("weight"):
             self._need("io", "linux.resources.blockIO")
-            _write(d + "/io.weight", str(blkio_to_io_weight(blk["weight"])))
+            # BFQ takes blkio's 10..1000 as it is; io.weight is 1..10000
+            if bfq:
+                _write(d + "/io.bfq.weight", str(blk["weight"]))
+            else:
+                _write(d + "/io.weight", str(blkio_to_io_weight(blk["weight"])))
+        for dev in blk.get("weightDevice") or ():
+            if not dev.get("weight"):
+                continue
+            self._need("io", "linux.resources.blockIO.weightDevice")
+            key = f"{dev['major']}:{dev['minor']}"
+            if bfq:
+                _write(d + "/io.bfq.weight", f"{key} {dev['weight']}")
+            else:
+                _write(d + "/io.weight", f"{key} {blkio_to_io_weight(dev['weight'])}")
         for k, key in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
                        ("throttleReadIOPSDevice", "riops"),
                        ("throttleWriteIOPSDevice", "wiops")):
@@ -625,6 +778,35 @@ class V2Manager(Manager):
             return
         super().kill_all(sig)
 
+    def oom_watch(self) -> "OomWatch":
+        """OOM kills counted in memory.events; the end is cgroup.events saying "populated 0"
+        (both kernfs files wake a poll for POLLPRI when they change), as runc's fs2 does."""
+        fds = []
+        # without the memory controller there is no memory.events, and no OOM either
+        names = ["cgroup.events"] + (["memory.events"] if os.path.exists(
+            self.dir + "/memory.events") else [])
+        try:
+            for f in names:
+                fds.append(os.open(f"{self.dir}/{f}", os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            raise CgroupError(f"cgroup: open {self.dir}/{f}: {e.strerror}") from e
+        w = OomWatch(fds, [], self._v2_event, self.dir, prio=True)
+        if len(fds) > 1:
+            w.kills = _kv_fd(fds[1]).get("oom_kill", 0)
+        return w
+
+    @staticmethod
+    def _v2_event(watch: "OomWatch", fd: int) -> str | None:
+        if fd == watch.fds[0]:
+            return "end" if _kv_fd(fd).get("populated", 1) == 0 else None
+        kills = _kv_fd(fd).get("oom_kill", 0)
+        if kills > watch.kills:
+            watch.kills = kills
+            return "oom"
+        return None
+
     def stats(self) -> dict:
         d = self.dir
         out: dict = {}
@@ -653,6 +835,35 @@ class V2Manager(Manager):
         out["blkio"] = {}
         out["hugetlb"] = {}
         return out
+
+
+class OomWatch:
+    """The fds that wake a poll when the container hits an OOM (or its cgroup ends), and how
+    to read them: ``event(fd)`` says "oom", "end" or None (nothing that matters)."""
+
+    def __init__(self, fds: list[int], keep: list[int], reader, directory: str,
+                 prio: bool = False) -> None:
+        self.fds, self.keep, self.reader, self.dir, self.prio = fds, keep, reader, directory, prio
+        self.kills = 0
+
+    def event(self, fd: int) -> str | None:
+        return self.reader(self, fd)
+
+    def close(self) -> None:
+        for fd in self.fds + self.keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _kv_fd(fd: int) -> dict[str, int]:
+    out = {}
+    for line in os.pread(fd, 65536, 0).decode().splitlines():
+        k, _, v = line.partition(" ")
+        if v.isdigit():
+            out[k] = int(v)
+    return out
 
 
 DEVICE_FILTER_NAME = "berth_devices"

@@ -13,9 +13,14 @@ import sys
 from berth import fastjson
 from berth.errors import BerthError
 
-USAGE = """usage: berth-runtime [--root DIR] [--log FILE] [--log-format text|json] COMMAND ...
+USAGE = """NAME:
+   berth-runtime - an OCI runtime with runc's command line
 
-commands (as runc's):
+USAGE:
+   berth-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND ...
+   berth-runtime COMMAND --help
+
+COMMANDS (as runc's):
   create [--bundle B] [--console-socket S] [--pid-file P] [--no-pivot] [--preserve-fds N] ID
   start ID
   run [--bundle B] [--console-socket S] [--pid-file P] [--detach] [--keep] ID
@@ -27,7 +32,7 @@ commands (as runc's):
   ps [--format table|json] ID [PS_ARGS...]
   list [--format table|json] [--quiet]
   pause ID / resume ID
-  update [--resources F|-] [--memory N] [--cpu-shares N] [--cpu-quota N] ... ID
+  update [--resources F|-] [--memory N] [--cpu-share N] [--cpu-quota N] ... ID
   events [--stats] [--interval 5s] ID
   spec [--bundle B] [--rootless]
   features
@@ -47,13 +52,14 @@ OPTIONS = {
              "-p": "--process", "--detach": False, "-d": "--detach", "--pid-file": True,
              "--process-label": True, "--apparmor": True, "--no-new-privs": False,
              "--cap": "multi", "-c": "--cap", "--preserve-fds": True, "--ignore-paused": False,
-             "--cgroup": True},
+             "--cgroup": "multi"},
     "ps": {"--format": True, "-f": "--format"},
     "list": {"--format": True, "-f": "--format", "--quiet": False, "-q": "--quiet"},
     "spec": {"--bundle": True, "-b": "--bundle", "--rootless": False},
     "update": {"--resources": True, "-r": "--resources", "--memory": True, "-m": "--memory",
                "--memory-swap": True, "--memory-reservation": True, "--kernel-memory": True,
-               "--kernel-memory-tcp": True, "--cpu-shares": True, "--cpu-quota": True,
+               "--kernel-memory-tcp": True, "--cpu-share": True, "--cpu-shares": "--cpu-share",
+               "--cpu-quota": True,
                "--cpu-period": True, "--cpu-rt-period": True, "--cpu-rt-runtime": True,
                "--cpuset-cpus": True, "--cpuset-mems": True, "--pids-limit": True,
                "--blkio-weight": True, "--l3-cache-schema": True, "--mem-bw-schema": True},
@@ -69,8 +75,75 @@ class UsageError(BerthError):
     pass
 
 
-def parse(argv: list[str], table: dict) -> tuple[dict, list[str]]:
+class NoSuchCommand(UsageError):
+    pass
+
+
+# command -> (what it does, its arguments, (min, max) positional arguments; None: no limit)
+COMMANDS = {
+    "create": ("create a container", "<container-id>", (1, 1)),
+    "start": ("executes the user defined process in a created container", "<container-id>",
+              (1, 1)),
+    "run": ("create and run a container", "<container-id>", (1, 1)),
+    "state": ("output the state of a container", "<container-id>", (1, 1)),
+    "kill": ("send a signal (default: SIGTERM) to the container's init process",
+             "<container-id> [signal]", (1, 2)),
+    "delete": ("delete any resources held by the container", "<container-id>", (1, 1)),
+    "exec": ("execute new process inside the container",
+             "<container-id> <command> [command options]", (1, None)),
+    "ps": ("ps displays the processes running inside a container",
+           "<container-id> [ps options]", (1, None)),
+    "list": ("lists containers started by berth-runtime with the given root", "", (0, 0)),
+    "pause": ("pause suspends all processes inside the container", "<container-id>", (1, 1)),
+    "resume": ("resumes all processes that have been previously paused", "<container-id>",
+               (1, 1)),
+    "update": ("update container resource constraints", "<container-id>", (1, 1)),
+    "events": ("display container events such as OOM notifications and resource usage",
+               "<container-id>", (1, 1)),
+    "spec": ("create a new specification file", "", (0, 0)),
+    "features": ("show the enabled features", "", (0, 0)),
+}
+COMMANDS["ls"] = COMMANDS["list"]
+
+
+def command_help(cmd: str) -> str:
+    """The command's help page, laid out as runc's (NAME, USAGE, OPTIONS)."""
+    what, args, _n = COMMANDS[cmd]
+    names: dict[str, list[str]] = {}
+    for name, kind in OPTIONS[cmd].items():
+        if isinstance(kind, str) and kind.startswith("-"):
+            names.setdefault(kind, [kind]).append(name)
+        else:
+            names.setdefault(name, [name])
+    lines = ["NAME:", f"   berth-runtime {cmd} - {what}", "", "USAGE:",
+             f"   berth-runtime {cmd} [command options] {args}".rstrip()]
+    if names:
+        lines += ["", "OPTIONS:"]
+        for long, al in names.items():
+            value = " value" if OPTIONS[cmd][long] is not False else ""
+            lines.append(f"   {', '.join(al)}{value}")
+    return "\n".join(lines) + "\n"
+
+
+def _check_args(cmd: str, args: list[str]) -> None:
+    lo, hi = COMMANDS[cmd][2]
+    if lo == hi and len(args) != lo:
+        raise UsageError(f'"{cmd}" requires exactly {lo} argument(s)')
+    if len(args) < lo:
+        raise UsageError(f'"{cmd}" requires a minimum of {lo} argument(s)')
+    if hi is not None and len(args) > hi:
+        raise UsageError(f'"{cmd}" requires a maximum of {hi} argument(s)')
+
+
+# runc's urfave/cli reorders a command's arguments so that options may follow the container
+# id (`runc update ID --memory 1M`); exec and ps skip that, since what follows the id is the
+# process's own command line.
+NO_REORDER = {"exec", "ps"}
+
+
+def parse(argv: list[str], table: dict, reorder: bool = False) -> tuple[dict, list[str]]:
     opts: dict = {}
+    rest: list[str] = []
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -78,7 +151,11 @@ def parse(argv: list[str], table: dict) -> tuple[dict, list[str]]:
             i += 1
             break
         if not a.startswith("-") or a == "-":
-            break
+            if not reorder:
+                break
+            rest.append(a)
+            i += 1
+            continue
         name, eq, val = a.partition("=")
         kind = table.get(name)
         if isinstance(kind, str) and kind.startswith("-"):
@@ -103,31 +180,57 @@ def parse(argv: list[str], table: dict) -> tuple[dict, list[str]]:
             else:
                 opts[name] = val
         i += 1
-    return opts, argv[i:]
+    return opts, rest + argv[i:]
 
 
 class Log:
-    def __init__(self, path: str | None, fmt: str) -> None:
-        self.path, self.fmt = path, fmt
+    """--log and --log-format as runc has them: errors, warnings and (with --debug) debug lines
+    go to the file in logrus' text or JSON form; without --log, warnings and debug lines go to
+    stderr in text form, and errors as one plain line."""
+
+    def __init__(self, path: str | None, fmt: str, debug: bool = False) -> None:
+        self.path, self.fmt, self.debugging = path, fmt, debug
+        if path:
+            # runc opens (and so creates) its log file first thing, whatever happens next
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                                 0o644))
+            except OSError:
+                pass
+
+    def _line(self, level: str, msg: str, fmt: str) -> str:
+        from berth.runtime.container import _now
+
+        t = _now()
+        if fmt == "json":
+            return fastjson.dumps({"level": level, "msg": msg, "time": t})
+        return f'time="{t}" level={level} msg={fastjson.dumps(msg)}'
 
     def write(self, level: str, msg: str) -> None:
         if not self.path:
             return
-        from berth.runtime.container import _now
-
-        t = _now()
-        if self.fmt == "json":
-            line = fastjson.dumps({"level": level, "msg": msg, "time": t})
-        else:
-            line = f'time="{t}" level={level} msg={fastjson.dumps(msg)}'
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
-                os.write(fd, (line + "\n").encode())
+                os.write(fd, (self._line(level, msg, self.fmt) + "\n").encode())
             finally:
                 os.close(fd)
         except OSError:
             pass
+
+    def warn(self, msg: str) -> None:
+        if self.path:
+            self.write("warning", msg)
+        else:
+            sys.stderr.write(f"berth-runtime: warning: {msg}\n")
+
+    def debug(self, msg: str) -> None:
+        if not self.debugging:
+            return
+        if self.path:
+            self.write("debug", msg)
+        else:
+            sys.stderr.write(self._line("debug", msg, "text") + "\n")
 
 
 def _id(args: list[str], cmd: str) -> str:
@@ -136,31 +239,39 @@ def _id(args: list[str], cmd: str) -> str:
     return args[0]
 
 
-def _pretty(v: object, indent: str = "") -> str:
-    """JSON indented by two spaces, as runc prints state (Go's MarshalIndent)."""
-    inner = indent + "  "
+def _pretty(v: object, indent: str = "", step: str = "  ") -> str:
+    """JSON indented by ``step``, as runc prints it (Go's MarshalIndent: two spaces for
+    state, a tab for spec)."""
+    inner = indent + step
     if isinstance(v, dict) and v:
-        items = [f"{inner}{fastjson.dumps(k)}: {_pretty(x, inner)}" for k, x in v.items()]
+        items = [f"{inner}{fastjson.dumps(k)}: {_pretty(x, inner, step)}" for k, x in v.items()]
         return "{\n" + ",\n".join(items) + "\n" + indent + "}"
     if isinstance(v, list) and v:
-        return "[\n" + ",\n".join(inner + _pretty(x, inner) for x in v) + "\n" + indent + "]"
+        return "[\n" + ",\n".join(inner + _pretty(x, inner, step) for x in v) + "\n" + \
+            indent + "]"
     return fastjson.dumps(v)
 
 
 def _bytes(s: str) -> int:
-    s = s.strip().lower()
-    if s in ("-1", "max"):
+    """A size as runc reads it (docker/go-units RAMInBytes: binary units, "50M", "1.5g",
+    "64KiB", "100"), or -1."""
+    t = s.strip().lower()
+    if t == "-1":
         return -1
+    num = t.rstrip("bi")  # "b", "ib" and "i" are optional after the unit
     mult = 1
-    for suf, m in (("kb", 1024), ("mb", 1 << 20), ("gb", 1 << 30), ("k", 1024),
-                   ("m", 1 << 20), ("g", 1 << 30), ("b", 1)):
-        if s.endswith(suf):
-            s, mult = s[:-len(suf)], m
-            break
+    if num and num[-1] in "kmgtp":
+        mult = 1 << (10 * ("kmgtp".index(num[-1]) + 1))
+        num = num[:-1]
+    elif num != t.rstrip("b") and num != t:
+        num = ""  # an "i" with no unit before it
+    num = num.rstrip()
     try:
-        return int(float(s) * mult)
+        if not num or num.startswith(("-", "+")) or num.count(".") > 1:
+            raise ValueError
+        return int(float(num) * mult)
     except ValueError:
-        raise UsageError(f"invalid size {s!r}") from None
+        raise UsageError(f"invalid size: {s!r}") from None
 
 
 def _user_process(base: dict, opts: dict, args: list[str]) -> dict:
@@ -185,6 +296,10 @@ def _user_process(base: dict, opts: dict, args: list[str]) -> dict:
             int(g) for g in opts["--additional-gids"]]
     if opts.get("--no-new-privs"):
         proc["noNewPrivileges"] = True
+    if opts.get("--apparmor"):
+        proc["apparmorProfile"] = opts["--apparmor"]
+    if opts.get("--process-label"):
+        proc["selinuxLabel"] = opts["--process-label"]
     for c in opts.get("--cap") or ():
         c = c.upper()
         c = c if c.startswith("CAP_") else "CAP_" + c
@@ -196,31 +311,63 @@ def _user_process(base: dict, opts: dict, args: list[str]) -> dict:
     return proc
 
 
+def _version() -> str:
+    from berth import __version__
+
+    lines = [f"berth-runtime version {__version__}", "spec: 1.1.0",
+             "python: " + sys.version.split()[0]]
+    try:
+        from berth.linux import seccomp
+
+        lines.append("libseccomp: " + seccomp.version())
+    except (OSError, AttributeError):
+        pass
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     log = Log(None, "text")
+    cmd = ""
     try:
         g, rest = parse(argv, {**GLOBAL, "--help": False, "-h": "--help", "--version": False,
                                "-v": "--version"})
-        log = Log(g.get("--log"), g.get("--log-format") or "text")
+        if g.get("--log-format") not in (None, "text", "json"):
+            raise UsageError(f"invalid log-format: {g['--log-format']}")
+        log = Log(g.get("--log"), g.get("--log-format") or "text", bool(g.get("--debug")))
         if g.get("--version"):
-            from berth import __version__
-
-            print(f"berth-runtime version {__version__}\nspec: 1.1.0")
+            sys.stdout.write(_version())
             return 0
-        if g.get("--help") or not rest or rest[0] in ("help", "--help", "-h"):
+        if rest and rest[0] in ("help", "h"):
+            rest = [*rest[1:2], "--help"] if len(rest) > 1 else []
+            g["--help"] = not rest
+        if g.get("--help") or not rest:
             sys.stdout.write(USAGE)
-            return 0 if g.get("--help") or rest else 1
+            return 0 if g.get("--help") else 1
         cmd, rest = rest[0], rest[1:]
         if cmd not in OPTIONS:
-            raise UsageError(f"no such command: {cmd}")
-        opts, args = parse(rest, OPTIONS[cmd])
+            raise NoSuchCommand(f"No help topic for '{cmd}'")
+        table = {**OPTIONS[cmd], "--help": False, "-h": "--help"}
+        opts, args = parse(rest, table, reorder=cmd not in NO_REORDER)
+        if opts.pop("--help", False):
+            sys.stdout.write(command_help(cmd))
+            return 0
+        _check_args(cmd, args)
         root = g.get("--root") or "/run/berth-runtime"
         return _dispatch(cmd, root, opts, args, log)
-    except BerthError as e:
+    except NoSuchCommand as e:
+        log.write("error", str(e))
+        sys.stderr.write(f"berth-runtime: {e}\n")
+        return 3  # urfave/cli's status for an unknown command, which runc users see
+    except UsageError as e:
         log.write("error", str(e))
         sys.stderr.write(f"berth-runtime: {e}\n")
         return 1
+    except BerthError as e:
+        log.write("error", str(e))
+        sys.stderr.write(f"berth-runtime: {e}\n")
+        # as runc: exec's own failures (not its process's) exit 255, apart from its status
+        return 255 if cmd == "exec" else 1
     except KeyboardInterrupt:
         return 130
 
@@ -235,7 +382,8 @@ def _dispatch(cmd: str, root: str, opts: dict, args: list[str], log: Log) -> int
         init = Init()
     from berth.runtime import container as c
 
-    c.warn = lambda m: (log.write("warning", m), sys.stderr.write(f"berth-runtime: {m}\n"))
+    c.warn = log.warn
+    c.debug = log.debug if log.debugging else None
     pf = opts.get("--preserve-fds")
     preserve = int(pf) if pf and pf.isdigit() else 0
     if cmd == "create":
@@ -257,6 +405,7 @@ def _dispatch(cmd: str, root: str, opts: dict, args: list[str], log: Log) -> int
         return 0
     if cmd == "kill":
         cid = _id(args, cmd)
+        c.state(root, cid)  # an unknown container is the error to report first, as runc's
         sig = c.parse_signal(args[1]) if len(args) > 1 else 15
         c.kill(root, cid, sig, all_=bool(opts.get("--all")))
         return 0
@@ -318,7 +467,9 @@ def _exec2(c, root: str, opts: dict, args: list[str], init) -> int:
     pf = opts.get("--preserve-fds")
     r = c.exec_(root, cid, proc, console_socket=opts.get("--console-socket"),
                 pid_file=opts.get("--pid-file"), detach=bool(opts.get("--detach")),
-                preserve_fds=int(pf) if pf and pf.isdigit() else 0, _init=init)
+                preserve_fds=int(pf) if pf and pf.isdigit() else 0, _init=init,
+                sub_cgroups=opts.get("--cgroup"),
+                ignore_paused=bool(opts.get("--ignore-paused")))
     return 0 if opts.get("--detach") else r
 
 
@@ -377,7 +528,8 @@ def _spec(opts: dict) -> int:
     p = os.path.join(d, "config.json")
     if os.path.exists(p):
         raise UsageError(f"file {p} exists: remove it first")
-    atomic.write_text(p, _pretty(spec.default_spec(bool(opts.get("--rootless")))) + "\n",
+    # byte for byte what runc writes: tab-indented, no final newline
+    atomic.write_text(p, _pretty(spec.default_spec(bool(opts.get("--rootless"))), step="\t"),
                       0o644)
     return 0
 
@@ -403,7 +555,7 @@ def _update(c, root: str, opts: dict, args: list[str]) -> int:
     if mem:
         res.setdefault("memory", {}).update(mem)
     cpu = {}
-    for flag, key in (("--cpu-shares", "shares"), ("--cpu-quota", "quota"),
+    for flag, key in (("--cpu-share", "shares"), ("--cpu-quota", "quota"),
                       ("--cpu-period", "period"), ("--cpu-rt-period", "realtimePeriod"),
                       ("--cpu-rt-runtime", "realtimeRuntime")):
         if opts.get(flag):
@@ -424,32 +576,77 @@ def _update(c, root: str, opts: dict, args: list[str]) -> int:
     return 0
 
 
+def _duration(s: str) -> float:
+    """A Go duration ("5s", "100ms", "1m30s", "1.5h") in seconds."""
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    total, num, i = 0.0, "", 0
+    s = s.strip()
+    if s in ("0", ""):
+        return 0.0
+    while i < len(s):
+        if s[i].isdigit() or s[i] == ".":
+            num += s[i]
+            i += 1
+            continue
+        unit = next((u for u in ("ns", "us", "µs", "ms", "s", "m", "h") if s.startswith(u, i)),
+                    None)
+        if unit is None or not num:
+            raise UsageError(f"invalid duration {s!r}")
+        total += float(num) * units[unit]
+        num, i = "", i + len(unit)
+    if num:
+        raise UsageError(f"invalid duration {s!r}: missing unit")
+    return total
+
+
 def _events(c, root: str, opts: dict, args: list[str]) -> int:
+    """As runc: stats every --interval and an "oom" event on each OOM, until the cgroup
+    ends (v1: removed; v2: no process left)."""
+    import select
     import time
 
     cid = _id(args, "events")
+    secs = _duration(opts.get("--interval") or "5s")
+    if secs <= 0:
+        raise UsageError("duration interval must be greater than 0")
     if opts.get("--stats"):
         print(fastjson.dumps({"type": "stats", "id": cid, "data": c.stats(root, cid)}))
         return 0
-    iv = (opts.get("--interval") or "5s").strip()
-    mult = {"ms": 0.001, "s": 1, "m": 60}
-    secs = 5.0
-    for suf in ("ms", "s", "m"):
-        if iv.endswith(suf):
-            secs = float(iv[:-len(suf)]) * mult[suf]
-            break
-    while True:
-        try:
-            data = c.stats(root, cid)
-        except BerthError:
-            return 0
-        print(fastjson.dumps({"type": "stats", "id": cid, "data": data}), flush=True)
-        time.sleep(secs)
+    watch = c.oom_watch(root, cid)
+    try:
+        p = select.poll()
+        for fd in watch.fds:
+            p.register(fd, select.POLLPRI if watch.prio else select.POLLIN)
+        due = time.monotonic() + secs
+        while True:
+            left = max(0.0, due - time.monotonic())
+            for fd, _ev in p.poll(int(left * 1000) + 1):
+                what = watch.event(fd)
+                if what == "oom":
+                    print(fastjson.dumps({"type": "oom", "id": cid}), flush=True)
+                elif what == "end":
+                    return 0
+            if time.monotonic() >= due:
+                due += secs
+                try:
+                    data = c.stats(root, cid)
+                except BerthError as e:
+                    if not os.path.isdir(watch.dir):
+                        return 0
+                    log_error(str(e))
+                    continue
+                print(fastjson.dumps({"type": "stats", "id": cid, "data": data}), flush=True)
+    finally:
+        watch.close()
+
+
+def log_error(msg: str) -> None:
+    sys.stderr.write(f"berth-runtime: {msg}\n")
 
 
 def _features() -> int:
     """runtime-spec 1.1 features.md: what this runtime recognises and honours, nothing more
-    (an ignored field is not listed: apparmor and selinux are off, idmapped mounts absent)."""
+    (an ignored field is not listed: idmapped mounts are absent)."""
     from berth import __version__
     from berth.linux import seccomp as ls
     from berth.linux.prctl import CAPS
@@ -474,7 +671,8 @@ def _features() -> int:
                               "archs": sorted(ls.ARCHES),
                               "knownFlags": sorted(spec.SECCOMP_FLAGS),
                               "supportedFlags": sorted(spec.SECCOMP_FLAGS_SUPPORTED)},
-                  "apparmor": {"enabled": False}, "selinux": {"enabled": False},
+                  # applied at exec (berth.runtime.init.exec_attr), as runc does
+                  "apparmor": {"enabled": True}, "selinux": {"enabled": True},
                   "intelRdt": {"enabled": False}},
         "annotations": ann,
     }))

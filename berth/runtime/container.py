@@ -4,7 +4,7 @@
     start(root, id)           run(root, id, bundle, ...) -> exit status
     state(root, id) -> dict   kill(root, id, sig, all=False)   delete(root, id, force=False)
     exec_(root, id, process, ...)   ps(root, id)   list_(root)   pause / resume
-    update(root, id, resources)     stats(root, id)
+    update(root, id, resources)     stats(root, id)   oom_watch(root, id)
 
 ``create`` validates everything before it makes anything; then the order is fixed so that a
 kill -9 at any point leaves only what ``delete --force`` removes: the state directory with a
@@ -39,14 +39,15 @@ SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT":
            "PROF": 27, "WINCH": 28, "IO": 29, "POLL": 29, "PWR": 30, "SYS": 31}
 
 warn = None  # set by the CLI: a callable(str) for warnings (hooks that failed after start)
+debug = None  # set by the CLI with --debug: a callable(str) for debug lines
 
 
 def parse_signal(s: str) -> int:
     u = s.upper()
     if u.isdigit():
-        n = int(u)
-        if 0 < n < 65:
-            return n
+        # any number, as runc takes it: 0 checks the process exists, and one the kernel
+        # does not know fails when it is sent
+        return int(u)
     else:
         u = u[3:] if u.startswith("SIG") else u
         if u in SIGNALS:
@@ -64,7 +65,10 @@ def _now() -> str:
 
 
 def _write_pid_file(path: str, pid: int) -> None:
-    atomic.write_text(os.path.abspath(path), str(pid), 0o644, sync=False)
+    try:
+        atomic.write_text(os.path.abspath(path), str(pid), 0o644, sync=False)
+    except OSError as e:
+        raise InvalidArgument(f"--pid-file {path}: {e.strerror.lower()}") from None
 
 
 def _spec_state(st: dict, status: str) -> dict:
@@ -91,9 +95,9 @@ def _run_hooks(st: dict, kind: str, status: str, fatal: bool = True) -> None:
     from berth.runtime import hooks
 
     hs = ((st.get("config") or {}).get("hooks") or {}).get(kind) or ()
-    for h in hs:
+    for i, h in enumerate(hs):
         try:
-            hooks.run(kind, h, _hook_state(st, status))
+            hooks.run(kind, h, _hook_state(st, status), i)
         except InitFailed as e:
             if fatal:
                 raise
@@ -248,11 +252,9 @@ def _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds
     if not os.path.isdir(rootfs):
         raise InvalidConfig(f"root.path: rootfs {rootfs} is not a directory")
     join, new = {}, []
-    for n in linux.get("namespaces") or ():
+    for i, n in enumerate(linux.get("namespaces") or ()):
         if n.get("path"):
-            if not os.path.exists(n["path"]):
-                raise InvalidConfig(f"linux.namespaces: {n['type']} namespace path "
-                                    f"{n['path']} does not exist")
+            _check_ns_path(f"linux.namespaces[{i}].path", n["type"], n["path"])
             join[n["type"]] = n["path"]
         else:
             new.append(n["type"])
@@ -262,6 +264,16 @@ def _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds
     dev_rules = devices.evaluate((linux.get("resources") or {}).get("devices"))
     fs = cgroups.CgroupFS()
     cg = cgroups.manager(linux.get("cgroupsPath") or cid, fs)
+    if cg.version == 1 and (linux.get("resources") or {}).get("unified"):
+        raise InvalidConfig("linux.resources.unified: invalid configuration: this host's "
+                            "cgroups are v1, and unified resources need cgroup v2")
+    # As runc 1.1: a cgroup that already holds processes is used with a warning; a frozen
+    # one would freeze the init half-way, so it is refused.
+    if cg.exists():
+        if warn and (n := len(cg.pids())):
+            warn(f"container's cgroup is not empty: {n} process(es) found")
+        if cg.frozen():
+            raise CgroupError("container's cgroup unexpectedly frozen")
     if proc.get("terminal"):
         if init is not None:  # started before we knew it needs the console: start anew
             init.abort()
@@ -277,7 +289,7 @@ def _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds
         os.makedirs(root, 0o711, exist_ok=True)
         os.mkdir(sdir, 0o711)
     except FileExistsError:
-        raise ContainerExists(f"container with id exists: {cid}") from None
+        raise ContainerExists(f"container with id {cid} already exists") from None
     except OSError as e:
         raise InvalidArgument(f"cannot make state directory {sdir}: {e.strerror}") from e
     me = st_mod.proc_start_time(os.getpid())
@@ -307,10 +319,13 @@ def _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds
                 "preserve_fds": preserve_fds, "userns": "user" in new or "user" in join,
                 "home": home}
         plan.update(_seccomp_plan(cfg, proc))
+        plan["debug"] = debug is not None
         init.send("PLAN", fastjson.dumps(plan))
         while True:
             tag, payload = init.recv()
-            if tag == "USERNS":
+            if tag == "DEBUG":
+                debug(payload)
+            elif tag == "USERNS":
                 _userns_maps(init.pid, linux)
                 init.send("MAPPED")
             elif tag == "PID":
@@ -341,6 +356,26 @@ def _create2(root, cid, bundle, console_socket, pid_file, no_pivot, preserve_fds
         _destroy(root, cid, st, cg, run_poststop=False)
         raise
     return st, init
+
+
+def _check_ns_path(field: str, typ: str, path: str) -> None:
+    """A namespace to join must be a namespace of its type (runtime-spec: a path of another
+    type is an error), found out before anything is made."""
+    from berth.linux import ns as lns
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise InvalidConfig(f"{field}: {typ} namespace {path}: {e.strerror}") from None
+    try:
+        got = lns.ns_type(fd)
+    except OSError:
+        raise InvalidConfig(f"{field}: {path} is not a namespace") from None
+    finally:
+        os.close(fd)
+    if got != spec.NAMESPACES[typ]:
+        name = next((k for k, v in spec.NAMESPACES.items() if v == got), hex(got))
+        raise InvalidConfig(f"{field}: {path} is a {name} namespace, not {typ}")
 
 
 def _kill_wait(pid: int, st: dict, timeout: float = 10.0) -> None:
@@ -486,15 +521,31 @@ def state(root: str, cid: str) -> dict:
 
 def kill(root: str, cid: str, sig: int = 15, all_: bool = False) -> None:
     st, cg, status = _load(root, cid)
+    if all_ and cg is not None and status != "creating":
+        # as runc: every process left in the cgroup, even once the init has exited
+        if status == "stopped" and not cg.exists():
+            return
+        _signal_all(cg, sig)
+        return
     if status in ("stopped", "creating"):
         raise BadState(f"container {cid} is not running")
-    if all_ and cg is not None:
-        cg.kill_all(sig)
-        return
     try:
         os.kill(st["pid"], sig)
     except ProcessLookupError:
         raise BadState(f"container {cid} is not running") from None
+    except OSError as e:
+        raise InvalidArgument(f"unable to signal init: {e.strerror}") from None
+    if status == "paused" and sig == 9 and cg is not None:
+        # a frozen v1 cgroup holds a SIGKILL until it thaws (runc thaws for SIGKILL only)
+        cg.thaw()
+
+
+def _signal_all(cg, sig: int) -> None:
+    try:
+        cg.kill_all(sig)
+    except OSError as e:
+        raise InvalidArgument(f"unable to signal the container's processes: "
+                              f"{e.strerror}") from None
 
 
 def delete(root: str, cid: str, force: bool = False) -> None:
@@ -517,22 +568,30 @@ def delete(root: str, cid: str, force: bool = False) -> None:
 
 def exec_(root: str, cid: str, process: dict, console_socket: str | None = None,
           pid_file: str | None = None, detach: bool = False, preserve_fds: int = 0,
-          _init: Init | None = None) -> int:
-    """Run ``process`` in container ``cid``; returns its exit status, or its pid if detached."""
+          _init: Init | None = None, sub_cgroups: list[str] | None = None,
+          ignore_paused: bool = False) -> int:
+    """Run ``process`` in container ``cid``; returns its exit status, or its pid if detached.
+    ``sub_cgroups`` are `exec --cgroup` values; ``ignore_paused`` lets it into a paused
+    container (it runs once the container is resumed)."""
     try:
-        return _exec(root, cid, process, console_socket, pid_file, detach, preserve_fds, _init)
+        return _exec(root, cid, process, console_socket, pid_file, detach, preserve_fds, _init,
+                     sub_cgroups, ignore_paused)
     except BaseException:
         if _init is not None:
             _init.abort()
         raise
 
 
-def _exec(root, cid, process, console_socket, pid_file, detach, preserve_fds, init):
+def _exec(root, cid, process, console_socket, pid_file, detach, preserve_fds, init,
+          sub_cgroups=None, ignore_paused=False):
     st, cg, status = _load(root, cid)
-    if status not in ("running", "created"):
+    if status not in ("running", "created") and not (status == "paused" and ignore_paused):
         if status == "paused":
-            raise BadState(f"cannot exec in a paused container {cid}")
+            raise BadState(f"cannot exec in a paused container {cid} "
+                           "(use --ignore-paused to override)")
         raise BadState(f"cannot exec in a stopped container {cid}")
+    paths = cg.sub_paths(cgroups.parse_sub_cgroups(sub_cgroups)) \
+        if sub_cgroups and cg is not None else None
     spec.validate_process(process, "process.", exec_=True)
     if process.get("terminal") and not console_socket and detach:
         raise InvalidArgument("process.terminal is set: --console-socket is required "
@@ -553,7 +612,7 @@ def _exec(root, cid, process, console_socket, pid_file, detach, preserve_fds, in
     try:
         home = {}
         if cg is not None:
-            cg.apply(init.pid)
+            cg.join(init.pid, paths, init_pid=st["pid"])
             fs = cgroups.CgroupFS()
             home = (cgroups.V1Manager if cg.version == 1 else cgroups.V2Manager).for_path(
                 "", fs).paths
@@ -563,10 +622,13 @@ def _exec(root, cid, process, console_socket, pid_file, detach, preserve_fds, in
         plan.update(_seccomp_plan(cfg, process))
         if plan.get("late_seccomp"):
             plan["early_seccomp"] = plan.pop("late_seccomp")
+        plan["debug"] = debug is not None
         init.send("PLAN", fastjson.dumps(plan))
         while True:
             tag, payload = init.recv()
-            if tag == "PID":
+            if tag == "DEBUG":
+                debug(payload)
+            elif tag == "PID":
                 child = int(payload)
                 if detach:
                     init.reap()
@@ -645,6 +707,14 @@ def update(root: str, cid: str, resources: dict) -> None:
         else:
             res[k] = v
     st_mod.save(root, cid, st)
+
+
+def oom_watch(root: str, cid: str):
+    """A berth.runtime.cgroups.OomWatch for a container that is not stopped."""
+    _st, cg, status = _load(root, cid)
+    if status == "stopped" or cg is None:
+        raise BadState(f"container with id {cid} is not running")
+    return cg.oom_watch()
 
 
 def stats(root: str, cid: str) -> dict:

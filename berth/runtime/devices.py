@@ -38,9 +38,11 @@ DEFAULT_ALLOWED = [
 
 
 def access_bits(s: str) -> int:
+    # Letters other than r, w, m are ignored, as runc's Permissions.toSet ignores them (its
+    # own tests send "rwa"); berth.runtime.spec refuses an access with none of the three.
     bits = 0
     for ch in s:
-        bits |= _ACC[ch]
+        bits |= _ACC.get(ch, 0)
     return bits
 
 

@@ -60,6 +60,7 @@ class Channel:
         self.rfd, self.wfd = rfd, wfd
         self.buf = b""
         self.closed = False
+        self.debugging = False
 
     def close(self) -> None:
         os.close(self.rfd)
@@ -81,6 +82,11 @@ class Channel:
         tag, _, payload = line.decode().partition(" ")
         return tag, payload
 
+    def debug(self, msg: str) -> None:
+        """A debug line for the runtime's log (sent only with --debug)."""
+        if self.debugging:
+            self.send("DEBUG", msg)
+
     def expect(self, tag: str) -> str:
         t, p = self.recv()
         if t != tag:
@@ -97,6 +103,10 @@ def main() -> None:
     ch = Channel(rfd, wfd)
     try:
         plan = fastjson.loads(ch.expect("PLAN"))
+        ch.debugging = bool(plan.get("debug"))
+        # (the debug lines name the steps as runc's do, so that what greps runc's log works)
+        ch.debug(f"nsexec container setup: stage 0 (pid {os.getpid()}) joins and makes "
+                 "the namespaces")
         stage0(ch, plan, console)
     except BaseException as e:  # noqa: BLE001 - every failure goes to the parent as one line
         _report(ch, e)
@@ -142,10 +152,12 @@ def stage0(ch: Channel, plan: dict, console: int) -> None:
         plan["fifo_fd"] = os.open(plan["fifo"], os.O_PATH | os.O_CLOEXEC)
     for t, fd in join:
         try:
-            lns.setns(fd, 0)
+            lns.setns(fd, NAMESPACE_FLAGS[t])
         except OSError as e:
             raise OSError(e.errno, f"join {t} namespace: {e.strerror}") from None
         os.close(fd)
+    if "user" in new and ("mount" in new or "mount" in plan["join"]):
+        plan["mount_fds"] = bind_sources(plan)
     if "user" in new:
         lns.unshare(lns.CLONE_NEWUSER)
         ch.send("USERNS")
@@ -200,6 +212,32 @@ def stage0(ch: Channel, plan: dict, console: int) -> None:
     os._exit(128 - code if code < 0 else code)
 
 
+def bind_sources(plan: dict) -> dict[str, int]:
+    """Detached copies (open_tree) of every bind mount's source, made while we are still the
+    host's root: in the new user namespace a source the mapped root cannot reach (a 0700
+    directory of the host) could not be bound. berth.runtime.rootfs attaches them in place.
+    Keyed by the mount's index (a string: the plan travels as JSON)."""
+    from berth.runtime import spec as ospec
+
+    out = {}
+    for i, m in enumerate((plan.get("config") or {}).get("mounts") or ()):
+        flags, _p, _d, _r = ospec.mount_flags(m.get("options") or [])
+        if not (flags & lm.MS_BIND or m.get("type") == "bind"):
+            continue
+        src = m.get("source") or ""
+        if not src.startswith("/"):
+            src = os.path.join(plan["bundle"], src)
+        how = lm.OPEN_TREE_CLONE | lm.OPEN_TREE_CLOEXEC
+        if flags & lm.MS_REC:
+            how |= lm.AT_RECURSIVE
+        try:
+            out[str(i)] = lm.open_tree(src, how)
+        except OSError as e:
+            raise OSError(e.errno, f"mounts[{i}] {m['destination']}: bind source {src}: "
+                                   f"{e.strerror.split(': ', 1)[-1]}") from None
+    return out
+
+
 NAMESPACE_FLAGS = {"pid": lns.CLONE_NEWPID, "network": lns.CLONE_NEWNET,
                    "mount": lns.CLONE_NEWNS, "ipc": lns.CLONE_NEWIPC, "uts": lns.CLONE_NEWUTS,
                    "user": lns.CLONE_NEWUSER, "cgroup": lns.CLONE_NEWCGROUP,
@@ -208,6 +246,8 @@ NAMESPACE_FLAGS = {"pid": lns.CLONE_NEWPID, "network": lns.CLONE_NEWNET,
 
 def pid1(ch: Channel, plan: dict, console: int) -> None:
     plan["state"] = ch.expect("GO")
+    ch.debug(f"child process in init(): the container's first process (pid {os.getpid()} "
+             "in its pid namespace)")
     if "cgroup" in plan["new"]:
         # Only now, inside the container's cgroup, so that it becomes the namespace's root.
         lns.unshare(lns.CLONE_NEWCGROUP)
@@ -225,21 +265,29 @@ def pid1(ch: Channel, plan: dict, console: int) -> None:
             lns.setdomainname(cfg["domainname"])
         fifo = plan["fifo_fd"]
         rf = Rootfs(plan)
-        if "mount" in plan["new"]:
+        # A mount namespace joined by path is set up as a new one is (runc does the same).
+        mntns = "mount" in plan["new"] or "mount" in plan["join"]
+        if mntns:
             rf.prepare()
         hooks = cfg.get("hooks") or {}
         if hooks.get("createRuntime") or hooks.get("prestart"):
             ch.send("HOOKS")
             ch.expect("HOOKED")
-        for h in hooks.get("createContainer") or ():
+        for i, h in enumerate(hooks.get("createContainer") or ()):
             from berth.runtime import hooks as rh
 
-            rh.run("createContainer", h, plan["state"])
-        if "mount" in plan["new"]:
+            rh.run("createContainer", h, plan["state"], i)
+        if mntns:
             rf.pivot()
             rf.finalize()
         else:
+            # Without a mount namespace nothing is mounted (runc would mount in the host's
+            # namespace and leave it there); the rootfs may have no /proc to reopen the fifo
+            # through, so our fd table is reached through the host's, opened now.
+            fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            plan["fd_dir"] = fds
             os.chroot(plan["rootfs"])
+            os.chdir("/")
     else:
         # Not every namespace changes the root: the container's mount ns does.
         os.chdir("/")
@@ -250,20 +298,28 @@ def pid1(ch: Channel, plan: dict, console: int) -> None:
     env = list(proc.get("env") or [])
     path = lookup(proc["args"][0], env, proc.get("cwd") or "/")
     finish_process(proc, plan, env)
-    ch.send("READY")
     if exec_mode:
+        ch.debug(f"setns_init: about to exec {path}")
+        ch.send("READY")
         exec_process(path, proc, env, plan)
+    ch.debug("init: closing the pipe to signal completion")
+    ch.send("READY")
     ch.close()
-    wfd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    fds = plan.get("fd_dir")
+    if fds is not None:
+        wfd = os.open(str(fifo), os.O_WRONLY | os.O_CLOEXEC, dir_fd=fds)
+        os.close(fds)
+    else:
+        wfd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
     os.write(wfd, b"0")
     os.close(wfd)
     os.close(fifo)
     if late_seccomp := plan.get("late_seccomp"):
         load_seccomp(late_seccomp)
-    for h in (cfg.get("hooks") or {}).get("startContainer") or ():
+    for i, h in enumerate((cfg.get("hooks") or {}).get("startContainer") or ()):
         from berth.runtime import hooks as rh
 
-        rh.run("startContainer", h, plan["state"])
+        rh.run("startContainer", h, plan["state"], i)
     exec_process(path, proc, env, plan)
 
 
@@ -280,6 +336,7 @@ def preload(plan: dict) -> None:
         from berth.runtime import spec  # noqa: F401
     if plan.get("early_seccomp") or plan.get("late_seccomp"):
         from berth.linux import seccomp
+        from berth.runtime import enosys  # noqa: F401
 
         seccomp.lib()
     if proc.get("terminal"):
@@ -333,19 +390,33 @@ def _env_get(env: list[str], key: str) -> str | None:
 
 def lookup(arg0: str, env: list[str], cwd: str) -> str:
     """The executable ``arg0`` names, searched in the process's PATH as execvp would."""
+    # As Go's exec.LookPath, which runc uses: an x bit in the mode is what counts, and a file
+    # that exists without one is "permission denied" (docker maps that text to exit 126).
     if "/" in arg0:
         p = arg0 if arg0.startswith("/") else os.path.join(cwd, arg0)
-        if os.access(p, os.X_OK) and not os.path.isdir(p):
+        try:
+            mode = os.stat(p).st_mode
+        except OSError as e:
+            raise OSError(e.errno, f'exec: "{arg0}": stat {arg0}: '
+                                   f"{e.strerror.lower()}") from None
+        if _executable(mode):
             return p
-        raise OSError(2, f'exec: "{arg0}": stat {arg0}: no such file or directory')
+        raise OSError(13, f'exec: "{arg0}": permission denied')
     path = _env_get(env, "PATH")
     if path is None:
         path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     for d in path.split(":"):
         p = os.path.join(d or ".", arg0)
-        if os.access(p, os.X_OK) and not os.path.isdir(p):
-            return p
+        try:
+            if _executable(os.stat(p).st_mode):
+                return p
+        except OSError:
+            continue
     raise OSError(2, f'exec: "{arg0}": executable file not found in $PATH')
+
+
+def _executable(mode: int) -> bool:
+    return mode & 0o170000 != 0o040000 and mode & 0o111 != 0
 
 
 def _home(uid: int) -> str:
@@ -377,6 +448,14 @@ def finish_process(proc: dict, plan: dict, env: list[str]) -> None:
             except (OSError, ValueError) as e:
                 raise OSError(getattr(e, "errno", 22) or 22,
                               f"setrlimit {r['type']}: {e}") from None
+    home = _home(user_uid(proc)) if _env_get(env, "HOME") is None else None
+    if proc.get("apparmorProfile"):
+        exec_attr("apparmor", "exec " + proc["apparmorProfile"], "apparmor profile")
+    if proc.get("selinuxLabel"):
+        exec_attr("selinux", proc["selinuxLabel"], "selinux label")
+    # Before any filter: what comes after a seccomp load is limited to the syscalls runc makes
+    # there too (a profile without close_range, as runtime-tools' and older Docker's, works).
+    ready_fds_and_signals(plan)
     if plan.get("early_seccomp"):
         load_seccomp(plan["early_seccomp"])
     caps = proc.get("capabilities")
@@ -390,6 +469,8 @@ def finish_process(proc: dict, plan: dict, env: list[str]) -> None:
                 lp.prctl(lp.PR_CAPBSET_DROP, c)
     user = proc.get("user") or {}
     uid, gid = user.get("uid", 0), user.get("gid", 0)
+    if uid != 0:
+        stdio_to_user(uid)
     lp.prctl(lp.PR_SET_KEEPCAPS, 1)
     groups = user.get("additionalGids")
     if groups is not None or not plan.get("userns"):
@@ -419,8 +500,53 @@ def finish_process(proc: dict, plan: dict, env: list[str]) -> None:
     if proc.get("noNewPrivileges"):
         lp.prctl(lp.PR_SET_NO_NEW_PRIVS, 1)
     os.umask(user.get("umask", 0o022) if user.get("umask") is not None else 0o022)
-    if _env_get(env, "HOME") is None:
-        env.append("HOME=" + _home(uid))
+    if home is not None:
+        env.append("HOME=" + home)
+
+
+def exec_attr(lsm: str, value: str, what: str) -> None:
+    """Ask the LSM to move the process into ``value`` at its next execve, as runc does (by
+    /proc/self/attr/<lsm>/exec, or the older shared /proc/self/attr/exec). A host without
+    that LSM refuses the write: the container is then not started unconfined."""
+    for path in (f"/proc/self/attr/{lsm}/exec", "/proc/self/attr/exec"):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise OSError(e.errno, f"unable to apply {what}: open {path}: {e.strerror}") from None
+        try:
+            os.write(fd, value.encode())
+            return
+        except OSError as e:
+            raise OSError(e.errno, f"unable to apply {what}: write {path}: "
+                                   f"{e.strerror.lower()}") from None
+        finally:
+            os.close(fd)
+    raise OSError(2, f"unable to apply {what}: /proc/self/attr/exec is missing")
+
+
+def user_uid(proc: dict) -> int:
+    return (proc.get("user") or {}).get("uid", 0)
+
+
+def stdio_to_user(uid: int) -> None:
+    """Give the process's stdio (a pty made for it, pipes made by the caller) to its user, so
+    that it can use its own terminal and reopen /proc/self/fd/N, as runc does: only the
+    owner changes; /dev/null and what we may not change are left alone."""
+    try:
+        null = os.stat("/dev/null").st_rdev
+    except OSError:
+        null = -1
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+            if st.st_uid == uid or (st.st_rdev and st.st_rdev == null):
+                continue
+            os.fchown(fd, uid, st.st_gid)
+        except OSError as e:
+            if e.errno not in (22, 1, 30, 9):  # EINVAL/EPERM: unmapped; EROFS; EBADF: closed
+                raise
 
 
 def _mask(names: list[str] | None) -> int:
@@ -453,13 +579,14 @@ def load_seccomp(sc: dict) -> None:
         for a in sc.get("architectures") or ():
             f.add_arch(ls.ARCHES[a])
         f.set_attr(ls.SCMP_FLTATR_CTL_NNP, 0)
+        flags = 0
         for fl in sc.get("flags") or ():
             if fl == "SECCOMP_FILTER_FLAG_LOG":
-                f.set_attr(ls.SCMP_FLTATR_CTL_LOG, 1)
+                flags |= ls.SECCOMP_FILTER_FLAG_LOG
             elif fl == "SECCOMP_FILTER_FLAG_SPEC_ALLOW":
-                f.set_attr(ls.SCMP_FLTATR_CTL_SSB, 1)
+                flags |= ls.SECCOMP_FILTER_FLAG_SPEC_ALLOW
             elif fl == "SECCOMP_FILTER_FLAG_TSYNC":
-                f.set_attr(ls.SCMP_FLTATR_CTL_TSYNC, 1)
+                flags |= ls.SECCOMP_FILTER_FLAG_TSYNC
         ops = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
                "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
         for rule in sc.get("syscalls") or ():
@@ -480,15 +607,26 @@ def load_seccomp(sc: dict) -> None:
                     continue  # unknown to this libseccomp/arch: runc skips it too
                 for g in groups:
                     f.add_rule(act, nr, g)
-        f.load()
+        program = f.export_bpf()
     finally:
         f.release()
+    from berth.runtime import enosys
+
+    if enosys.needed(sc):
+        # syscalls newer than the profile get ENOSYS, not its default (runc's -ENOSYS stub)
+        tokens = [ls.ARCHES[a] for a in sc.get("architectures") or ()] or [ls.native_arch()]
+        names = [n for rule in sc.get("syscalls") or () for n in rule["names"]]
+        program = enosys.stub(enosys.largest(names, tokens, ls.resolve_arch)) + program
+    ls.load_program(program, flags)
 
 
-def exec_process(path: str, proc: dict, env: list[str], plan: dict) -> None:
+def ready_fds_and_signals(plan: dict) -> None:
+    """What execve must find: every inherited fd above the preserved ones close-on-exec (fds
+    opened after this are close-on-exec already), and the signal dispositions the interpreter
+    changed reset (its SIGINT handler, SIGPIPE and SIGXFSZ ignored)."""
     import _signal
 
-    for s in (2, 13, 25):  # the interpreter's SIGINT handler, SIGPIPE and SIGXFSZ ignored
+    for s in (2, 13, 25):
         _signal.signal(s, _signal.SIG_DFL)
     lproc.close_range(3 + plan.get("preserve_fds", 0), 0xFFFFFFFF, lproc.CLOSE_RANGE_CLOEXEC)
     for fd in range(3, 3 + plan.get("preserve_fds", 0)):
@@ -496,6 +634,9 @@ def exec_process(path: str, proc: dict, env: list[str], plan: dict) -> None:
             os.set_inheritable(fd, True)
         except OSError:
             pass
+
+
+def exec_process(path: str, proc: dict, env: list[str], plan: dict) -> None:
     envd = {}
     for e in env:
         k, _, v = e.partition("=")

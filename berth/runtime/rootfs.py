@@ -5,7 +5,11 @@ Order (as runc's prepareRootfs / finalizeRootfs):
     make / rslave (or linux.rootfsPropagation) → bind the rootfs onto itself
     → each mount of config.mounts, in order → default device nodes, linux.devices, /dev links
     → [createRuntime/createContainer hooks] → pivot_root (or MS_MOVE + chroot with no_pivot)
-    → sysctls → readonlyPaths → maskedPaths → readonly root
+    → sysctls → read-only tmpfs and /dev mounts made so (they are mounted writable, so that
+    what goes in them can be made first) → readonlyPaths → maskedPaths → readonly root
+
+Without pivot_root (--no-pivot) every whole proc and sysfs mount of the host is detached
+before the MS_MOVE, as runc does, so that none stays reachable under the chroot.
 
 Invariant: no mount target or created file is ever reached through a path string that the
 rootfs can redirect. Every destination is opened with openat2(RESOLVE_IN_ROOT) against an fd of
@@ -133,6 +137,55 @@ def copy_tree(src: int, dst: int) -> None:
                  follow_symlinks=False)
 
 
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parent_mount(path: str, mountinfo: str | None = None) -> tuple[str, bool]:
+    """(mount point, shared?) of the mount ``path`` is on: the longest mount point that is
+    ``path`` or one of its parents (the last one mounted there wins, as the kernel shows it)."""
+    if mountinfo is None:
+        with open("/proc/self/mountinfo") as f:
+            mountinfo = f.read()
+    best, shared = "/", False
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if len(fields) < 7:
+            continue
+        point = _unescape(fields[4])
+        inside = point == "/" or path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            opt = fields[6:fields.index("-")] if "-" in fields else []
+            best, shared = point, any(o.startswith("shared:") for o in opt)
+    return best, shared
+
+
+def full_proc_sys_mounts(mountinfo: str, rootfs: str) -> list[str]:
+    """Mount points of whole (root "/") proc and sysfs mounts outside ``rootfs``."""
+    out = []
+    for line in mountinfo.splitlines():
+        f = line.split(" ")
+        if "-" not in f:
+            continue
+        fstype = f[f.index("-") + 1]
+        point = _unescape(f[4])
+        inside = point == rootfs or point.startswith(rootfs.rstrip("/") + "/")
+        if fstype in ("proc", "sysfs") and _unescape(f[3]) == "/" and not inside:
+            out.append(point)
+    return out
+
+
 class Rootfs:
     def __init__(self, plan: dict) -> None:
         self.plan = plan
@@ -143,6 +196,8 @@ class Rootfs:
         self.userns = any(n["type"] == "user" for n in self.linux.get("namespaces") or ())
         self.has_devpts = False
         self.dev_bound = False
+        self.index = -1  # of the mount being made
+        self.late_ro: list[tuple[str, int]] = []  # (destination, flags) made ro in finalize
 
     def real(self, fd: int) -> str:
         return os.readlink(_fdpath(fd))
@@ -152,11 +207,13 @@ class Rootfs:
         prop = self.linux.get("rootfsPropagation")
         pflag = ospec.PROPAGATION[prop] if prop else (lm.MS_SLAVE | lm.MS_REC)
         lm.mount(None, "/", None, pflag)
+        if pflag not in (lm.MS_SLAVE | lm.MS_REC, lm.MS_PRIVATE | lm.MS_REC):
+            self._private_parent()
         # pivot_root needs the rootfs to be a mount point whose parent is not shared.
         lm.mount(self.rootfs, self.rootfs, None, lm.MS_BIND | lm.MS_REC)
-        self._private_parent()
         self.rootfd = os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         for i, m in enumerate(self.cfg.get("mounts") or ()):
+            self.index = i
             try:
                 self.mount_one(m)
             except OSError as e:
@@ -169,9 +226,12 @@ class Rootfs:
         os.close(mkdirall(self.rootfd, cwd))
 
     def _private_parent(self) -> None:
-        # If the mount holding the rootfs is shared, pivot_root refuses (EINVAL).
-        if (self.linux.get("rootfsPropagation") or "").endswith("shared"):
-            return
+        """Make the mount holding the rootfs private if it is shared, as runc does: pivot_root
+        refuses a shared parent (EINVAL), and the rootfs bind would propagate to the host.
+        (After the default rslave or an rprivate no mount is shared: not needed then.)"""
+        point, shared = parent_mount(self.rootfs)
+        if shared:
+            lm.mount(None, point, None, lm.MS_PRIVATE)
 
     def mount_one(self, m: dict) -> None:
         _, _, _, rec = ospec.mount_flags(m.get("options") or [])
@@ -193,17 +253,29 @@ class Rootfs:
         bind = bool(flags & lm.MS_BIND) or typ == "bind"
         if typ == "cgroup" or (typ == "cgroup2" and not bind):
             return self.mount_cgroup(m, flags, typ)
+        if flags & lm.MS_RDONLY and (typ == "tmpfs" or os.path.normpath(dest) == "/dev"):
+            # As runc: made writable, made read-only in finalize(), so that what goes in
+            # them (the /dev nodes, /dev/pts, a tmpfs's mode) can be made first.
+            flags &= ~lm.MS_RDONLY
+            self.late_ro.append((dest, flags & (lm.MS_NOSUID | lm.MS_NODEV | lm.MS_NOEXEC)))
         if bind:
             flags |= lm.MS_BIND
             if not src.startswith("/"):
                 src = os.path.join(self.plan["bundle"], src)
-            is_dir = os.path.isdir(src)
-            if not os.path.exists(src):
-                raise OSError(2, f"bind source {src} does not exist")
+            tree = (self.plan.get("mount_fds") or {}).get(str(self.index))
+            if tree is not None:  # opened before the user namespace (berth.runtime.init)
+                is_dir = os.fstat(tree).st_mode & 0o170000 == 0o040000
+            else:
+                is_dir = os.path.isdir(src)
+                if not os.path.exists(src):
+                    raise OSError(2, f"bind source {src} does not exist")
             fd = mkdirall(self.rootfd, dest, file=not is_dir)
             try:
-                target = _fdpath(fd)
-                lm.mount(src, target, None, flags & (lm.MS_BIND | lm.MS_REC))
+                if tree is not None:
+                    lm.move_mount_fd(tree, fd)
+                    os.close(tree)
+                else:
+                    lm.mount(src, _fdpath(fd), None, flags & (lm.MS_BIND | lm.MS_REC))
             finally:
                 os.close(fd)
             # The new mount hides fd's inode: reopen the destination to reach the mount itself.
@@ -220,20 +292,41 @@ class Rootfs:
             if dest == "/dev":
                 self.dev_bound = True
             return
+        label = self.linux.get("mountLabel")
+        if label and typ not in ("proc", "sysfs", "mqueue") and "context=" not in data:
+            # the SELinux label of what the mount holds, as runc gives it
+            data = f'{data + "," if data else ""}context="{label}"'
         if typ == "devpts":
             self.has_devpts = True
+        if typ in ("proc", "sysfs"):
+            self._ordinary_directory(dest, typ)
         fd = mkdirall(self.rootfd, dest)
         try:
             real = self.real(fd)
             expect = os.path.normpath(self.rootfs + "/" + dest)
             if typ in ("proc", "sysfs") and real != expect:
-                raise OSError(1, f"{typ} must be mounted on {dest}, which resolves to "
-                                 f"{real[len(self.rootfs):] or '/'} in the rootfs")
+                raise OSError(1, f"filesystem {typ!r} must be mounted on ordinary directory: "
+                                 f"{dest} resolves to {real[len(self.rootfs):] or '/'} in the "
+                                 "rootfs")
             if typ == "tmpfs" and "tmpcopyup" in opts:
                 return self.tmpfs_copyup(fd, dest, src, flags & ~lm.MS_REMOUNT, data, pflags)
             lm.mount(src or typ, _fdpath(fd), typ, flags & ~lm.MS_REMOUNT, data or None)
             if pflags:
                 lm.mount(None, real, None, pflags)
+        finally:
+            os.close(fd)
+
+    def _ordinary_directory(self, dest: str, typ: str) -> None:
+        """proc and sysfs go on a directory or nowhere: a symlink (or file) there is refused
+        before anything is made (a symlinked /proc has been a way out of containers)."""
+        try:
+            fd = open_in_root(self.rootfd, dest, os.O_PATH | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return
+        try:
+            if os.fstat(fd).st_mode & 0o170000 != 0o040000:
+                raise OSError(1, f"filesystem {typ!r} must be mounted on ordinary directory "
+                                 f"({dest} is not a directory)")
         finally:
             os.close(fd)
 
@@ -387,6 +480,7 @@ class Rootfs:
 
     def pivot(self) -> None:
         if self.plan.get("no_pivot"):
+            self._hide_host_proc_sys()
             os.chdir(self.rootfs)
             lm.mount(self.rootfs, "/", None, lm.MS_MOVE)
             os.chroot(".")
@@ -410,8 +504,28 @@ class Rootfs:
             os.close(self.rootfd)
             self.rootfd = -1
 
+    def _hide_host_proc_sys(self) -> None:
+        """Without pivot_root the host's /proc and /sys stay in the mount namespace, under the
+        chroot; the kernel lets a new procfs or sysfs be mounted (from a nested user
+        namespace) if a full one is in the namespace. So, as runc does, every full proc and
+        sysfs mount outside the rootfs is detached first (or covered, if we may not)."""
+        with open("/proc/self/mountinfo") as f:
+            points = full_proc_sys_mounts(f.read(), self.rootfs)
+        for p in points:
+            try:
+                lm.mount(None, p, None, lm.MS_SLAVE | lm.MS_REC)
+            except FileNotFoundError:
+                continue  # below one already detached
+            try:
+                lm.umount2(p, lm.MNT_DETACH)
+            except OSError as e:
+                if e.errno not in (22, 1):
+                    raise
+                lm.mount("tmpfs", p, "tmpfs", 0)
+
     def finalize(self) -> None:
-        """After pivot_root: sysctls, read-only and masked paths, a read-only root."""
+        """After pivot_root: sysctls, late read-only mounts, read-only and masked paths, a
+        read-only root."""
         for k, v in (self.linux.get("sysctl") or {}).items():
             p = "/proc/sys/" + k.replace(".", "/")
             try:
@@ -426,6 +540,12 @@ class Rootfs:
                 os.close(fd)
         root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
+            for dest, flags in self.late_ro:
+                fd = open_in_root(root, dest)
+                try:
+                    self.remount(self.real(fd), flags | lm.MS_RDONLY)
+                finally:
+                    os.close(fd)
             for p in self.linux.get("readonlyPaths") or ():
                 try:
                     fd = open_in_root(root, p)

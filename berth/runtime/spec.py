@@ -243,7 +243,9 @@ def validate_process(proc: dict, p: str, exec_: bool = False) -> None:
     if o is not None and not -1000 <= o <= 1000:
         _fail(p + "oomScoreAdj", f"{o} is not in [-1000, 1000]")
     _get(proc, "apparmorProfile", str, "a string", p)
-    _get(proc, "selinuxLabel", str, "a string", p)
+    if _get(proc, "selinuxLabel", str, "a string", p) and not os.path.isdir("/sys/fs/selinux"):
+        _fail(p + "selinuxLabel", "selinux label is specified in config, but selinux is "
+                                  "disabled or not supported")
 
 
 def _mappings(linux: dict, key: str) -> list:
@@ -349,6 +351,14 @@ def validate_resources(res: dict, p: str) -> None:
     blk = _get(res, "blockIO", dict, "an object", p)
     if blk is not None:
         _uint(blk, "weight", p + "blockIO.")
+        _uint(blk, "leafWeight", p + "blockIO.")
+        for i, d in enumerate(_get(blk, "weightDevice", list, "an array", p + "blockIO.") or ()):
+            q = f"{p}blockIO.weightDevice[{i}]."
+            _type(d, dict, q[:-1], "an object")
+            _int(d, "major", q, True)
+            _int(d, "minor", q, True)
+            _uint(d, "weight", q)
+            _uint(d, "leafWeight", q)
         for k in ("throttleReadBpsDevice", "throttleWriteBpsDevice",
                   "throttleReadIOPSDevice", "throttleWriteIOPSDevice"):
             for i, d in enumerate(_get(blk, k, list, "an array", p + "blockIO.") or ()):
@@ -366,13 +376,23 @@ def validate_resources(res: dict, p: str) -> None:
         _int(d, "major", q)
         _int(d, "minor", q)
         a = _get(d, "access", str, "a string", q)
-        if a is not None and (not a or set(a) - set("rwm")):
+        if a and not set(a) & set("rwm"):
             _fail(q + "access", f"{a!r} is not a combination of r, w and m")
     hp = _get(res, "hugepageLimits", list, "an array", p)
     for i, h in enumerate(hp or ()):
         q = f"{p}hugepageLimits[{i}]."
         _get(h, "pageSize", str, "a string", q, True)
         _uint(h, "limit", q, True, bits=64)
+    net = _get(res, "network", dict, "an object", p)
+    if net is not None:
+        _uint(net, "classID", p + "network.")
+        for i, pr in enumerate(_get(net, "priorities", list, "an array", p + "network.") or ()):
+            q = f"{p}network.priorities[{i}]."
+            _type(pr, dict, q[:-1], "an object")
+            name = _get(pr, "name", str, "a string", q, True)
+            if not name or "/" in name or " " in name:
+                _fail(q + "name", f"{name!r} is not an interface name")
+            _uint(pr, "priority", q, True)
     _get(res, "unified", dict, "an object", p)
 
 
@@ -495,7 +515,7 @@ def default_spec(rootless: bool = False) -> dict:
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
             "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"},
-                           {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+                           {"type": "uts"}, {"type": "mount"}],
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                             "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                             "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
@@ -503,16 +523,26 @@ def default_spec(rootless: bool = False) -> dict:
                               "/proc/sysrq-trigger"],
         },
     }
-    if rootless:
-        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"]
-                                       if n["type"] != "network"] + [{"type": "user"}]
-        uid, gid = os.getuid(), os.getgid()
-        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
-        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
-        del spec["linux"]["resources"]
+    linux = spec["linux"]
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        # As runc: a cgroup namespace by default only where the host is cgroup v2 alone.
+        linux["namespaces"].append({"type": "cgroup"})
+    if rootless:  # runc's ToRootless
+        ns = [n for n in linux.pop("namespaces") if n["type"] not in ("network", "user")]
+        uid, gid = os.geteuid(), os.getegid()
+        # (the key order of runc's output: mappings come first in its Linux struct)
+        spec["linux"] = linux = {
+            "uidMappings": [{"containerID": 0, "hostID": uid, "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": gid, "size": 1}],
+            **linux, "namespaces": ns + [{"type": "user"}]}
+        del linux["resources"]
         for m in spec["mounts"]:
             if m["destination"] == "/sys":
                 m.update(type="none", source="/sys",
                          options=["rbind", "nosuid", "noexec", "nodev", "ro"])
-        spec["mounts"] = [m for m in spec["mounts"] if m["type"] != "cgroup"]
+            elif m.get("options"):
+                m["options"] = [o for o in m["options"]
+                                if not o.startswith(("gid=", "uid="))]
+        linux["maskedPaths"] = linux.pop("maskedPaths")
+        linux["readonlyPaths"] = linux.pop("readonlyPaths")
     return spec

@@ -59,7 +59,7 @@ ROWS = [
     ("POST", "/v1.41/images/create?fromSrc=http://example.invalid/x.tar", b"", 400,
      "application/json", "only an uploaded archive"),
     ("POST", "/v1.41/images/create?fromImage=127.0.0.1:1/busybox&tag=latest", b"", 503,
-     "application/json", "is not reachable"),
+     "application/json", "connect: connection refused"),
     ("GET", "/v1.41/images/get?names=nosuch", b"", 404, "application/json", "No such image"),
     ("GET", "/v1.41/images/get?names=busybox", b"", 200, "application/x-tar", None),
     ("GET", "/v1.41/images/busybox/get", b"", 200, "application/x-tar", None),

@@ -4,6 +4,7 @@ mirrors, auth, and faults (bad digest, cut connections, missing blobs).
 """
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ from berth.distribution.client import (
     DigestMismatch,
     ManifestUnknown,
     RegistryClient,
+    RegistryDenied,
     RegistryProtocolError,
     RegistryUnauthorized,
     RegistryUnavailable,
@@ -219,6 +221,12 @@ def test_index_platform_choice(registry, tmp_path):
                       platform=media.parse_platform("linux/riscv64")))
     with pytest.raises(ManifestUnknown, match="manifest unknown"):
         run(pull_into(str(tmp_path / "d4"), f"{registry.host}/plat/app:nope"))
+    # a single-platform image asked for another platform is refused, and says which
+    one = f"{registry.host}/plat/app@{digests['amd64']}"
+    with pytest.raises(media.PlatformNotFound, match=(
+            f"^image with reference {one} was found but does not match the specified "
+            "platform: wanted linux/arm64, actual: linux/amd64$")):
+        run(pull_into(str(tmp_path / "d5"), one, platform=media.parse_platform("arm64")))
 
 
 def test_mirror_serves_docker_io(tmp_path, berth_registry):
@@ -231,18 +239,64 @@ def test_mirror_serves_docker_io(tmp_path, berth_registry):
                access_log(berth_registry))
 
 
+def test_mirror_without_the_image_falls_back_to_the_registry(tmp_path, berth_registry,
+                                                             monkeypatch):
+    """As dockerd: a pull that fails on a mirror (a cache without the image) goes on to the
+    registry itself; here a second local registry stands in for Docker Hub."""
+    import berth.distribution.settings as settings_mod
+
+    hub = start_berth_registry(tmp_path / "hub")
+    try:
+        monkeypatch.setattr(settings_mod, "HUB_ENDPOINT", hub.url)
+        img = make_layout(str(tmp_path / "src"), [("hubonly", 4000)])
+        run(push_layout(img.layout, f"{hub.host}/library/hubonly:1"))
+        settings = RegistrySettings(registry_mirrors=[berth_registry.url])
+        res, _ = run(pull_into(str(tmp_path / "dst"), "hubonly:1", settings=settings))
+        assert res.digest == img.manifest_digest
+        assert any(p == "/v2/library/hubonly/manifests/1" and status == 404
+                   for _, p, status, _ in access_log(berth_registry))
+        with pytest.raises(ManifestUnknown):  # nowhere: the registry's answer is the error
+            run(pull_into(str(tmp_path / "dst2"), "nowhere:1", settings=settings))
+    finally:
+        hub.stop()
+
+
 def test_bearer_auth(tmp_path):
     pw = htpasswd_file(tmp_path / "htpasswd", {"carol": "c-pass"})
     r = start_berth_registry(tmp_path / "reg", "--htpasswd", str(pw), "--auth", "token")
     try:
         img = make_layout(str(tmp_path / "src"), [("tok", 10_000)])
         ref = f"{r.host}/tok/app:1"
-        with pytest.raises(RegistryUnauthorized, match="authentication required"):
+        # an anonymous token allows nothing: the registry's insufficient_scope reads, as in
+        # docker, "denied: requested access to the resource is denied"
+        with pytest.raises(RegistryDenied, match="^denied: requested access to the resource"):
             run(push_layout(img.layout, ref))
         good = Credentials("carol", "c-pass")
-        run(push_layout(img.layout, ref, creds=good))
-        with pytest.raises(RegistryUnauthorized):
+        pusher = Pusher()
+        run(push_layout(img.layout, ref, creds=good, pusher=pusher))
+        # a second repository mounts: the mount's challenge asks for the source's pull too,
+        # so one token covers it (as with the reference registry)
+        _, msgs = run(push_layout(img.layout, f"{r.host}/tok/copy:1", creds=good, pusher=pusher))
+        assert [m for m in msgs if m.get("status") == "Mounted from tok/app"]
+        api = Api(r.url)
+        ans = api.req("POST", f"/v2/tok/other/blobs/uploads/?mount={img.layers[0][0]}"
+                              "&from=tok/app")
+        assert ans.status == 401
+        assert 'scope="repository:tok/other:push repository:tok/app:pull"' in \
+            ans.headers["WWW-Authenticate"]
+        # and no automatic mount (no from=) across token-guarded repositories
+        basic = "Basic " + base64.b64encode(b"carol:c-pass").decode()
+        tok = api.req("GET", "/token?service=berth-registry&scope=repository:tok/other:push",
+                      headers={"Authorization": basic}).json()["token"]
+        ans = api.req("POST", f"/v2/tok/other/blobs/uploads/?mount={img.layers[0][0]}",
+                      headers={"Authorization": f"Bearer {tok}"})
+        assert ans.status == 202
+        with pytest.raises(RegistryDenied):
             run(pull_into(str(tmp_path / "d0"), ref))
+        # a refused password fails the token request, named as dockerd names it
+        with pytest.raises(RegistryUnauthorized, match=r'^Get "http://.*/v2/tok/app/manifests/1":'
+                           r" unauthorized: invalid username or password$"):
+            run(pull_into(str(tmp_path / "d0"), ref, creds=Credentials("carol", "nope")))
         res, _ = run(pull_into(str(tmp_path / "d1"), ref, creds=good))
         assert res.digest == img.manifest_digest
 
@@ -265,7 +319,7 @@ def test_token_auth_anonymous_pull(tmp_path):
     try:
         img = make_layout(str(tmp_path / "src"), [("anon", 10_000)])
         ref = f"{r.host}/anon/app:1"
-        with pytest.raises(RegistryUnauthorized):
+        with pytest.raises(RegistryDenied):
             run(push_layout(img.layout, ref))  # anonymous clients may not push
         run(push_layout(img.layout, ref, creds=Credentials("fay", "f-pass")))
         res, _ = run(pull_into(str(tmp_path / "d"), ref))  # but may pull
@@ -283,8 +337,11 @@ def test_basic_auth(tmp_path):
     try:
         img = make_layout(str(tmp_path / "src"), [("basic", 10_000)])
         ref = f"{r.host}/basic/app:1"
-        with pytest.raises(RegistryUnauthorized):
+        # as docker's client: a Basic registry is not even asked without credentials
+        with pytest.raises(RegistryUnauthorized, match="no basic auth credentials$") as e:
             run(push_layout(img.layout, ref))
+        assert e.value.bare == "no basic auth credentials"
+        assert not [x for x in access_log(r) if x[1].startswith("/v2/basic/")]
         run(push_layout(img.layout, ref, creds=Credentials("dave", "d-pass")))
         res, _ = run(pull_into(str(tmp_path / "d"), ref, creds=Credentials("dave", "d-pass")))
         assert res.digest == img.manifest_digest
@@ -310,7 +367,8 @@ def test_tls_with_certs_d(tmp_path):
         assert res.digest == img.manifest_digest
         bare = RegistrySettings(certs_dirs=[])
         bare.is_insecure = lambda host: False
-        with pytest.raises(RegistryUnavailable, match="not reachable"):
+        with pytest.raises(RegistryUnavailable,
+                           match="x509: certificate signed by unknown authority"):
             run(pull_into(str(tmp_path / "d2"), ref, settings=bare))
     finally:
         r.stop()
@@ -343,12 +401,34 @@ class Faulty:
     async def _base(self, request):
         return web.json_response({})
 
+    async def _trickle(self, request, body: bytes, content_type: str):
+        # the bytes in three writes with pauses between: what a slow link or TLS records do
+        resp = web.StreamResponse(headers={"Content-Type": content_type})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        third = len(body) // 3
+        for part in (body[:third], body[third:2 * third], body[2 * third:]):
+            await resp.write(part)
+            await asyncio.sleep(0.05)
+        await resp.write_eof()
+        return resp
+
     async def _manifest(self, request):
+        if self.mode == "gzip-proxy" and "gzip" in request.headers.get("Accept-Encoding", ""):
+            # what a proxy with gzip on does to JSON for a client that says it takes gzip
+            import gzip
+
+            return web.Response(body=gzip.compress(self.manifest), content_type=media.OCI_MANIFEST,
+                                headers={"Content-Encoding": "gzip"})
+        if self.mode == "trickle":
+            return await self._trickle(request, self.manifest, media.OCI_MANIFEST)
         return web.Response(body=self.manifest, content_type=media.OCI_MANIFEST)
 
     async def _blob(self, request):
         d = request.match_info["digest"]
         if d == sha(self.cfg):
+            if self.mode == "trickle":
+                return await self._trickle(request, self.cfg, "application/octet-stream")
             return web.Response(body=self.cfg)
         rng = request.headers.get("Range")
         self.ranges.append(rng)
@@ -398,12 +478,29 @@ def _visible_blobs(dst: str) -> set[str]:
     return out
 
 
+def test_manifest_and_config_arriving_in_pieces(tmp_path):
+    """A manifest or config that comes in several reads is read whole (a read of n bytes
+    gives what has arrived, not n)."""
+    layer = os.urandom(3000)
+    f, res = run(_pull_faulty("trickle", layer, str(tmp_path / "d")))
+    assert not isinstance(res, Exception), res
+    assert res.config == f.cfg and res.manifest.raw == f.manifest
+
+
+def test_no_content_coding_is_asked_for(tmp_path):
+    """Manifests are checked by their bytes: berth asks for them as they are (identity), so a
+    gzipping proxy leaves them alone."""
+    f, res = run(_pull_faulty("gzip-proxy", os.urandom(2000), str(tmp_path / "d")))
+    assert not isinstance(res, Exception), res
+    assert res.manifest.raw == f.manifest
+
+
 def test_fault_digest_mismatch_stores_nothing(tmp_path):
     layer = os.urandom(200_000)
     dst = str(tmp_path / "dst")
     f, res = run(_pull_faulty("corrupt", layer, dst))
     assert isinstance(res, DigestMismatch)
-    assert f"digest mismatch for blob {sha(layer)}" in str(res)
+    assert str(res) == f"filesystem layer verification failed for digest {sha(layer)}"
     assert sha(layer) not in _visible_blobs(dst)
     assert not os.listdir(os.path.join(dst, ".ingest"))
 
@@ -423,6 +520,7 @@ def test_fault_connection_always_cut_leaves_nothing_visible(tmp_path):
     layer = os.urandom(1_000_000)
     dst = str(tmp_path / "dst")
     f, res = run(_pull_faulty("always-cut", layer, dst))
-    assert isinstance(res, RegistryUnavailable) and sha(layer) in str(res)
+    assert isinstance(res, RegistryUnavailable)
+    assert str(res).startswith(f"unexpected EOF: blob {sha(layer)} ended at byte ")
     assert sha(layer) not in _visible_blobs(dst)
     assert len(f.ranges) == 3  # the first try and two retries

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
@@ -268,5 +269,66 @@ def test_gc_sweeps_unreferenced_blobs(tmp_path):
                        headers={"Accept": "*/*"}).status == 200
         assert api.req("GET", f"/v2/gc/app/blobs/{sha(b'kept layer')}").body == b"kept layer"
         assert api.req("HEAD", f"/v2/gc/app/blobs/{orphan}").status == 404
+    finally:
+        r.stop()
+
+
+def test_gc_refuses_a_root_that_is_no_registry(tmp_path):
+    for root, why in ((tmp_path / "typo", "no registry root at"),
+                      (tmp_path / "file", "no registry root at")):
+        if root.name == "file":
+            root.write_text("x")
+        r = subprocess.run([os.sys.executable, "-m", "berth.distribution.server", "gc",
+                            "--root", str(root)], capture_output=True, text=True)
+        assert r.returncode == 1 and r.stderr == f"berth registry: {why} {root}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing made
+
+
+def test_serve_refusals_leave_no_root(tmp_path):
+    """A busy port, a missing htpasswd file, a token mode with no users: one line, exit 1,
+    and no empty registry root left behind."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cases = [(["--addr", f"127.0.0.1:{port}"],
+                  f"cannot listen on 127.0.0.1:{port}: address already in use"),
+                 (["--htpasswd", str(tmp_path / "none")],
+                  f"htpasswd file {tmp_path / 'none'}: No such file or directory"),
+                 (["--auth", "token"], "--auth token needs --htpasswd")]
+        for i, (extra, why) in enumerate(cases):
+            root = tmp_path / f"root{i}"
+            args = ["--addr", "127.0.0.1:0", *extra] if extra[0] != "--addr" else extra
+            r = subprocess.run([os.sys.executable, "-m", "berth.distribution.server", "serve",
+                                "--root", str(root), *args], capture_output=True, text=True,
+                               timeout=30)
+            assert r.returncode == 1 and r.stderr.startswith(f"berth registry: {why}"), r.stderr
+            assert len(r.stderr.splitlines()) == 1 and not root.exists()
+
+
+def test_abandoned_uploads_are_purged(tmp_path):
+    """A push whose client died leaves a session; one a day old is purged when the server
+    starts (and hourly), a recent one is kept."""
+    r = start_berth_registry(tmp_path)
+    try:
+        api = Api(r.url)
+        old = api.req("POST", "/v2/pu/app/blobs/uploads/").headers["Location"]
+        api.req("PATCH", old, b"half a layer", {"Content-Type": "application/octet-stream"})
+        fresh = api.req("POST", "/v2/pu/app/blobs/uploads/").headers["Location"]
+    finally:
+        r.stop()
+    stale = time.time() - 2 * 24 * 3600
+    session = r.root / "uploads" / old.rsplit("/", 1)[1]
+    for f in ("info", "data"):
+        os.utime(session / f, (stale, stale))
+    r = start_berth_registry(tmp_path)
+    try:
+        api = Api(r.url)
+        deadline = time.monotonic() + 10
+        while session.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not session.exists()
+        assert api.req("GET", old).status == 404
+        assert api.req("GET", fresh).status == 204
     finally:
         r.stop()

@@ -52,6 +52,21 @@ def test_monolithic_upload_and_fetch(api):
     assert r.status == 404 and r.code == "BLOB_UNKNOWN"
 
 
+def test_blob_etag_is_the_digest_on_head_and_get(api):
+    name, data = repo(), os.urandom(300)
+    d = api.push_blob(name, data)
+    assert api.req("HEAD", f"/v2/{name}/blobs/{d}").headers["ETag"] == f'"{d}"'
+    assert api.req("GET", f"/v2/{name}/blobs/{d}").headers["ETag"] == f'"{d}"'
+
+
+def test_method_not_allowed_names_the_allowed(api):
+    name = repo()
+    api.push_image(name, "v1", [b"m"])
+    r = api.req("POST", f"/v2/{name}/manifests/v1")
+    assert r.status == 405
+    assert sorted(r.headers["Allow"].split(", ")) == ["DELETE", "GET", "HEAD", "PUT"]
+
+
 def test_range_requests(api):
     name, data = repo(), os.urandom(1000)
     d = api.push_blob(name, data)
@@ -201,6 +216,40 @@ def test_deletes(api):
     assert r.status == 404 and r.code == "BLOB_UNKNOWN"
 
 
+def test_a_reference_that_is_no_tag_names_no_manifest(api):
+    # the conformance suite asks for ".INVALID_MANIFEST_NAME" and wants 404, as the
+    # reference registry answers (its routes do not match such a reference)
+    name = repo()
+    api.push_image(name, "v1", [b"z"])
+    for method in ("GET", "HEAD", "DELETE"):
+        r = api.req(method, f"/v2/{name}/manifests/.INVALID_MANIFEST_NAME")
+        assert r.status == 404, (method, r.status, r.body)
+    r = api.req("GET", f"/v2/{name}/manifests/v1",
+                headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status == 200
+
+
+def test_unauthorized_body_keeps_its_message_for_docker(tmp_path):
+    """docker's client drops an error's message when it equals the code's own and the detail
+    is null, and prints a bare "unauthorized"; both registries send the access asked for."""
+    from regprocs import htpasswd_file
+
+    pw = htpasswd_file(tmp_path / "htpasswd", {"u": "p"})
+    for start in (start_berth_registry, start_reference_registry):
+        r = start(tmp_path / start.__name__, htpasswd=str(pw)) \
+            if start is start_reference_registry else start(tmp_path / start.__name__,
+                                                            "--htpasswd", str(pw))
+        try:
+            ans = Api(r.url).req("GET", "/v2/x/y/manifests/1")
+            assert ans.status == 401 and ans.code == "UNAUTHORIZED"
+            (err,) = ans.json()["errors"]
+            assert err["message"] == "authentication required"
+            assert {"Type": "repository", "Name": "x/y", "Action": "pull"}.items() <= \
+                err["detail"][0].items()
+        finally:
+            r.stop()
+
+
 def test_catalog(api):
     a, b = repo(), repo()
     api.push_image(a, "1", [b"x"])
@@ -208,7 +257,12 @@ def test_catalog(api):
     repos = api.req("GET", "/v2/_catalog").json()["repositories"]
     assert a in repos and b in repos and repos == sorted(repos)
     r = api.req("GET", "/v2/_catalog?n=1")
-    assert len(r.json()["repositories"]) == 1 and 'rel="next"' in r.headers["Link"]
+    (first,) = r.json()["repositories"]
+    # the next page's link, with the name encoded as the reference registry writes it
+    assert r.headers["Link"] == \
+        f'</v2/_catalog?last={first.replace("/", "%2F")}&n=1>; rel="next"'
+    nxt = api.req("GET", r.headers["Link"][1:].split(">")[0]).json()["repositories"]
+    assert nxt and nxt[0] > first
 
 
 # -- berth only: what the reference registry 2.8 predates or leaves out --------------------------
@@ -260,6 +314,18 @@ def test_referrers_and_subject(bapi):
     # a subject that does not exist yet is accepted (referrers may come first)
     assert bapi.req("GET", f"/v2/{name}/referrers/{sha(b'none')}").json()["manifests"] == []
     assert bapi.req("GET", f"/v2/{name}/referrers/sha256:bad").status == 400
+
+
+def test_mount_without_from(bapi):
+    # the spec's automatic content discovery: with no auth every blob is readable anyway
+    data = os.urandom(33)
+    d = bapi.push_blob(repo(), data)
+    other = repo()
+    r = bapi.req("POST", f"/v2/{other}/blobs/uploads/?mount={d}")
+    assert r.status == 201 and r.headers["Location"] == f"/v2/{other}/blobs/{d}"
+    assert bapi.req("GET", f"/v2/{other}/blobs/{d}").body == data
+    r = bapi.req("POST", f"/v2/{other}/blobs/uploads/?mount={sha(b'absent')}")
+    assert r.status == 202
 
 
 def test_push_by_digest_with_tags(bapi):

@@ -172,3 +172,19 @@ def run_both(runtimes: dict, make_bundle, cfg_edit, args: list[str], name: str =
         r = rt("run", "--bundle", str(b.path), cid, stdin=subprocess.DEVNULL)
         out[rt_name] = r
     return out
+
+
+@pytest.fixture
+def mapped_rootfs(busybox_rootfs):
+    """A rootfs the mapped root (host uid 100000) owns, in a directory it can traverse."""
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="berth-userns-")
+    os.chmod(d, 0o755)
+    root = os.path.join(d, "rootfs")
+    shutil.copytree(busybox_rootfs, root, symlinks=True)
+    subprocess.run(["chown", "-R", "-h", "100000:100000", root], check=True)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

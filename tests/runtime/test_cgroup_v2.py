@@ -59,8 +59,39 @@ def test_v2_manager_on_a_real_cgroup2(cgroup2_mount):
         if "memory" not in avail:
             with pytest.raises(CgroupError, match="memory controller"):
                 m.set({"memory": {"limit": 64 << 20}})
-        m.kill_all(9)
-        assert p.wait(10) == -9
+        # `exec --cgroup`: a sub-cgroup below ours only
+        os.mkdir(m.dir + "/sub")
+        q = subprocess.Popen(["sleep", "60"])
+        try:
+            m.join(q.pid, m.sub_paths({"": "sub"}))
+            assert f"0::/{name}/c/sub" in open(f"/proc/{q.pid}/cgroup").read()
+            with pytest.raises(CgroupError, match="not a sub cgroup path"):
+                m.sub_paths({"": ".."})
+        finally:
+            q.kill()
+            q.wait()
+        deadline = time.monotonic() + 5
+        while open(m.dir + "/sub/cgroup.procs").read() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.rmdir(m.dir + "/sub")
+        # `events` ends when the cgroup empties (cgroup.events wakes a poll for POLLPRI)
+        import select
+
+        watch = m.oom_watch()
+        try:
+            poll = select.poll()
+            for fd in watch.fds:
+                poll.register(fd, select.POLLPRI)
+            poll.poll(0)  # a kernfs file reports itself changed once after opening
+            m.kill_all(9)
+            assert p.wait(10) == -9
+            ends = []
+            deadline = time.monotonic() + 5
+            while not ends and time.monotonic() < deadline:
+                ends = [watch.event(fd) for fd, _ in poll.poll(1000)]
+            assert "end" in ends
+        finally:
+            watch.close()
         deadline = time.monotonic() + 5
         while m.pids() and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -245,23 +245,6 @@ def _userns(cfg, b):
     cfg["mounts"] = [m for m in cfg["mounts"] if m["type"] not in ("cgroup", "sysfs")]
 
 
-@pytest.fixture
-def mapped_rootfs(busybox_rootfs):
-    """A rootfs the mapped root (host uid 100000) owns, in a directory it can traverse."""
-    import shutil
-    import tempfile
-
-    d = tempfile.mkdtemp(prefix="berth-userns-")
-    os.chmod(d, 0o755)
-    root = os.path.join(d, "rootfs")
-    shutil.copytree(busybox_rootfs, root, symlinks=True)
-    subprocess.run(["chown", "-R", "-h", "100000:100000", root], check=True)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def test_user_namespace(runtimes, make_bundle, mapped_rootfs):
     from pathlib import Path
 

@@ -102,12 +102,8 @@ def test_exec_detached_and_errors(env, zygote):
     assert set(st["execs"]) == {"bg"}  # failed execs leave nothing
 
 
-def test_exec_of_a_file_that_is_not_executable(env, zygote, request):
+def test_exec_of_a_file_that_is_not_executable(env, zygote):
     """runc says "permission denied" (docker's exit code 126 is chosen from that text)."""
-    if "berth-runtime" in env.runtime:
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="berth-runtime exec reports 'stat ...: no such file or "
-                                "directory' for an existing file without x bits"))
     opts = env.options(["sleep", "30"])
 
     async def body():

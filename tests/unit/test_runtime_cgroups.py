@@ -207,3 +207,76 @@ def test_state_round_trip_v2(v2):
     m = cgroups.manager("/rt", v2)
     m2 = cgroups.from_state(m.to_state())
     assert type(m2) is cgroups.V2Manager and m2.paths == m.paths
+
+
+def test_v1_limit_without_its_hierarchy_is_a_clear_error(v1):
+    """As runc: a limit whose controller is not mounted fails, never silently unset."""
+    m = cgroups.manager("/berth-x", v1)
+    m.create()
+    for res, field in (({"network": {"classID": 7}}, "network.classID needs the net_cls"),
+                       ({"network": {"priorities": [{"name": "eth0", "priority": 1}]}},
+                        "network.priorities needs the net_prio"),
+                       ({"blockIO": {"weight": 100}}, "blockIO needs the blkio"),
+                       ({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]},
+                        "hugepageLimits needs the hugetlb")):
+        with pytest.raises(CgroupError, match=field):
+            m.set(res)
+
+
+def test_v1_network_classid_and_priorities(tmp_path):
+    mi = V1_MOUNTINFO + ("42 31 0:39 / /sys/fs/cgroup/net_cls,net_prio rw,relatime - cgroup "
+                         "cgroup rw,net_cls,net_prio\n")
+    fs = fake(tmp_path, mi, V1_SELF + "8:net_cls,net_prio:/\n")
+    m = cgroups.manager("/berth-n", fs)
+    os.makedirs(m.paths["net_cls"])
+    for f in ("net_cls.classid", "net_prio.ifpriomap"):
+        open(f"{m.paths['net_cls']}/{f}", "w").close()
+    m.set({"network": {"classID": 1048577, "priorities": [{"name": "lo", "priority": 3}]}})
+    assert open(m.paths["net_cls"] + "/net_cls.classid").read() == "1048577"
+    assert open(m.paths["net_prio"] + "/net_prio.ifpriomap").read() == "lo 3"
+
+
+def test_v1_per_device_weights_use_bfq_files_when_cfq_is_gone(tmp_path):
+    mi = V1_MOUNTINFO + "43 31 0:40 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio\n"
+    fs = fake(tmp_path, mi, V1_SELF + "9:blkio:/\n")
+    m = cgroups.manager("/berth-b", fs)
+    os.makedirs(m.paths["blkio"])
+    for f in ("blkio.bfq.weight", "blkio.bfq.weight_device", "blkio.leaf_weight_device"):
+        open(f"{m.paths['blkio']}/{f}", "w").close()
+    m.set({"blockIO": {"weight": 333, "weightDevice": [
+        {"major": 7, "minor": 0, "weight": 444, "leafWeight": 10}]}})
+    assert open(m.paths["blkio"] + "/blkio.bfq.weight").read() == "333"
+    assert open(m.paths["blkio"] + "/blkio.bfq.weight_device").read() == "7:0 444"
+    assert open(m.paths["blkio"] + "/blkio.leaf_weight_device").read() == "7:0 10"
+
+
+def test_v2_io_weights_bfq_or_converted(v2):
+    m = cgroups.manager("c", v2)
+    m.create()
+    for f in ("io.weight", "memory.max", "memory.swap.max"):
+        open(f"{m.dir}/{f}", "w").close()
+    open(m.dir + "/cgroup.controllers", "w").write("io memory\n")
+    m.set({"blockIO": {"weight": 10, "weightDevice": [{"major": 8, "minor": 0, "weight": 1000}]}})
+    assert open(m.dir + "/io.weight").read() == "8:0 10000"  # the last write: per device
+    open(m.dir + "/io.bfq.weight", "w").close()
+    m.set({"blockIO": {"weightDevice": [{"major": 8, "minor": 0, "weight": 444}]}})
+    assert open(m.dir + "/io.bfq.weight").read() == "8:0 444"
+    m.set({"memory": {"limit": -1}})  # no limit and no swap given: no swap limit either
+    assert open(m.dir + "/memory.swap.max").read() == "max"
+
+
+def test_exec_sub_cgroup_paths(v1):
+    m = cgroups.manager("/ct", v1)
+    assert cgroups.parse_sub_cgroups(["memory:a", "cpu,cpuacct:b"]) == {
+        "memory": "a", "cpu": "b", "cpuacct": "b"}
+    p = m.sub_paths(cgroups.parse_sub_cgroups(["memory:a", "cpu,cpuacct:b"]))
+    assert p["memory"] == m.paths["memory"] + "/a" and p["cpuacct"] == m.paths["cpuacct"] + "/b"
+    assert p["pids"] == m.paths["pids"]
+    assert m.sub_paths({"": "x/y"})["pids"] == m.paths["pids"] + "/x/y"
+    assert m.sub_paths({"": "/"}) == m.paths
+    with pytest.raises(CgroupError, match="is not a sub cgroup path"):
+        m.sub_paths({"": "../other"})
+    with pytest.raises(CgroupError, match="unknown controller whaaat"):
+        m.sub_paths({"whaaat": "/"})
+    with pytest.raises(CgroupError, match="missing <controller>: prefix"):
+        cgroups.parse_sub_cgroups(["a", "b"])

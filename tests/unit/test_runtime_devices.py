@@ -165,3 +165,11 @@ def test_v1_transition_from_a_new_cgroup_and_between_lists():
                                          "minor": 229, "access": "rw"}])
     assert devices.v1_lines(target, more) == [("devices.allow", "c 10:229 rw")]
     assert devices.v1_lines(more, target) == [("devices.deny", "c 10:229 rw")]
+
+
+def test_unknown_access_letters_are_ignored_as_runc_does():
+    """runc's own tests send "rwa": runc keeps r and w and drops the rest."""
+    rules = devices.evaluate([{"allow": False, "access": "rwm"},
+                              {"allow": True, "type": "c", "major": 1, "minor": 11,
+                               "access": "rwa"}])
+    assert rules.exceptions[("c", 1, 11)] == devices.R | devices.W

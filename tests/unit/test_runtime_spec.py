@@ -10,6 +10,7 @@ from berth.runtime.container import parse_signal
 from berth.runtime.errors import InvalidConfig
 
 GOOD = spec.default_spec()
+NNS = len(GOOD["linux"]["namespaces"])  # (a cgroup namespace only on a cgroup v2 host)
 
 
 def check(edit, field):
@@ -58,9 +59,9 @@ def test_idmapped_mounts_are_refused_not_ignored(edit, field):
      "process.rlimits[1].type"),
     (lambda c: c["mounts"].append({"destination": "rel"}), "mounts[7].destination"),
     (lambda c: c["mounts"].append({"source": "x"}), "mounts[7].destination"),
-    (lambda c: c["linux"]["namespaces"].append({"type": "pid"}), "linux.namespaces[6].type"),
+    (lambda c: c["linux"]["namespaces"].append({"type": "pid"}), f"linux.namespaces[{NNS}].type"),
     (lambda c: c["linux"]["namespaces"].append({"type": "net", "path": "/x"}),
-     "linux.namespaces[6].type"),
+     f"linux.namespaces[{NNS}].type"),
     (lambda c: c["linux"]["namespaces"].append({"type": "user"}), "linux.uidMappings"),
     (lambda c: c["linux"].update(uidMappings=[{"containerID": 0, "hostID": 0, "size": 1}]),
      "linux.uidMappings"),
@@ -73,7 +74,7 @@ def test_idmapped_mounts_are_refused_not_ignored(edit, field):
     (lambda c: c["linux"].update(maskedPaths=["proc/kcore"]), "linux.maskedPaths[0]"),
     (lambda c: c["linux"].update(devices=[{"path": "/dev/x", "type": "z", "major": 1,
                                            "minor": 1}]), "linux.devices[0].type"),
-    (lambda c: c["linux"]["resources"].update(devices=[{"allow": True, "access": "rwx"}]),
+    (lambda c: c["linux"]["resources"].update(devices=[{"allow": True, "access": "x"}]),
      "linux.resources.devices[0].access"),
     (lambda c: c["linux"]["resources"].update(pids={}), "linux.resources.pids.limit"),
     (lambda c: c["linux"]["resources"].update(cpu={"shares": -2}),
@@ -159,5 +160,26 @@ def test_features_claims_only_what_is_honoured(capsys):
     sc = f["linux"]["seccomp"]
     assert "SCMP_ACT_NOTIFY" not in sc["actions"]
     assert set(sc["supportedFlags"]) <= set(sc["knownFlags"])
-    assert f["linux"]["apparmor"] == {"enabled": False}
+    assert f["linux"]["apparmor"] == {"enabled": True}  # applied at exec, as runc does
     assert f["linux"]["cgroup"]["v2"] is True
+
+
+def test_sizes_as_runc_reads_them():
+    for text, n in (("50M", 50 << 20), ("50MiB", 50 << 20), ("1.5g", 3 << 29), ("100", 100),
+                    ("64 k", 64 << 10), ("-1", -1)):
+        assert cli._bytes(text) == n, text
+    for bad in ("abc", "m", "1x", "-5", "5i"):
+        with pytest.raises(cli.UsageError, match="invalid size"):
+            cli._bytes(bad)
+
+
+def test_options_may_follow_arguments_except_for_exec():
+    opts, args = cli.parse(["ct", "--memory", "1M", "--pids-limit=5"], cli.OPTIONS["update"],
+                           reorder=True)
+    assert opts == {"--memory": "1M", "--pids-limit": "5"} and args == ["ct"]
+    opts, args = cli.parse(["-a", "ct", "9"], cli.OPTIONS["kill"], reorder=True)
+    assert opts == {"--all": True} and args == ["ct", "9"]
+    opts, args = cli.parse(["ct", "--", "--memory"], cli.OPTIONS["update"], reorder=True)
+    assert opts == {} and args == ["ct", "--memory"]
+    opts, args = cli.parse(["ct", "echo", "--memory"], cli.OPTIONS["exec"])
+    assert args == ["ct", "echo", "--memory"]

@@ -29,6 +29,7 @@ errors map to codes in one table (``_CODES``). Every response carries
 import json
 import logging
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -88,6 +89,12 @@ class Route:
     name: str = ""
     arg: str = ""
 
+
+# (route kind, method) pairs the registry answers; the rest is 405 with an Allow header
+_HANDLERS = (("blob", "GET"), ("blob", "HEAD"), ("blob", "DELETE"), ("upload", "POST"),
+             ("upload", "PATCH"), ("upload", "PUT"), ("upload", "GET"), ("upload", "DELETE"),
+             ("manifest", "GET"), ("manifest", "HEAD"), ("manifest", "PUT"),
+             ("manifest", "DELETE"), ("tags", "GET"), ("referrers", "GET"))
 
 _MARKERS = (("/manifests/", "manifest"), ("/blobs/uploads/", "upload"), ("/blobs/", "blob"),
             ("/referrers/", "referrers"))
@@ -175,6 +182,23 @@ def _accepts(request: web.Request, media_type: str) -> bool:
     return bool(types & {media_type, "*/*", "application/*"}) or not (types - {""})
 
 
+class _BlobFile(web.FileResponse):
+    """A blob served with sendfile(2), its ETag the digest (as on HEAD, and as the reference
+    registry sends it), not aiohttp's mtime-size tag."""
+
+    def __init__(self, path: str, digest: str, **kw) -> None:
+        super().__init__(path, **kw)
+        self._digest_etag = digest
+
+    @property
+    def etag(self):
+        return super().etag
+
+    @etag.setter
+    def etag(self, value) -> None:
+        self.headers["ETag"] = f'"{self._digest_etag}"'
+
+
 class AccessLogger(AbstractAccessLogger):
     """One line per request: time, method, path, status, content length, seconds."""
 
@@ -217,7 +241,7 @@ class Registry:
         except RegistryError as e:
             resp = _error_response(e.status, e.code, e.message, e.detail, e.headers)
         except authmod.Unauthorized as e:
-            resp = _error_response(401, "UNAUTHORIZED", e.message,
+            resp = _error_response(401, "UNAUTHORIZED", e.message, e.detail,
                                    headers={"WWW-Authenticate": e.challenge})
         except authmod.Denied as e:
             resp = _error_response(403, "DENIED", e.message)
@@ -248,30 +272,36 @@ class Registry:
     def _realm(self, request: web.Request) -> str:
         return self.realm or f"{request.scheme}://{request.host}/token"
 
-    def _authorize(self, request: web.Request, typ: str, name: str, actions: tuple[str, ...]
-                   ) -> None:
+    def _authorize(self, request: web.Request, typ: str, name: str, actions: tuple[str, ...],
+                   also: tuple[tuple[str, str, tuple[str, ...]], ...] = ()) -> None:
+        """Allow the request or raise Unauthorized with the challenge to answer. ``also``
+        names more access the request needs (a mount's ``from`` repository): as the reference
+        registry, the challenge asks for all of it, so a token client fetches one token that
+        covers the mount instead of falling back to an upload."""
+        needs = [(typ, name, actions), *also] if actions else []
+        detail = [{"Type": t, "Class": "", "Name": n, "Action": a}
+                  for t, n, acts in needs for a in acts] or None
         if self.tokens is not None:
             header = request.headers.get("Authorization", "")
             claims = None
             if header[:7].lower() == "bearer ":
                 claims = self.tokens.verify(header[7:].strip())
-            if claims is not None:
-                if not actions:
-                    return
-                have = authmod.granted(claims, typ, name)
-                if "*" in have or set(actions) <= have:
-                    return
+            if claims is not None and all(
+                    "*" in (have := authmod.granted(claims, t, n)) or set(acts) <= have
+                    for t, n, acts in needs):
+                return
             chal = f'Bearer realm="{self._realm(request)}",service="{self.service}"'
-            if actions:
-                chal += f',scope="{typ}:{name}:{",".join(actions)}"'
+            if needs:
+                scope = " ".join(f"{t}:{n}:{','.join(acts)}" for t, n, acts in needs)
+                chal += f',scope="{scope}"'
                 if claims is not None:
                     chal += ',error="insufficient_scope"'
-            raise authmod.Unauthorized("authentication required", chal)
+            raise authmod.Unauthorized("authentication required", chal, detail)
         if self.htpasswd is not None:
             creds = authmod.basic_credentials(request.headers.get("Authorization"))
             if creds is None or not self.htpasswd.check(*creds):
                 raise authmod.Unauthorized("authentication required",
-                                           f'Basic realm="{self.service}"')
+                                           f'Basic realm="{self.service}"', detail)
 
     def _may(self, request: web.Request, name: str, action: str) -> bool:
         """Whether the request's credentials allow ``action`` on ``name`` (for mount's from=)."""
@@ -328,8 +358,16 @@ class Registry:
         action = "push" if write else "delete" if m == "DELETE" else "pull"
         if kind == "upload" and m in ("GET", "DELETE"):
             action = "push"
+        also = ()
+        if kind == "upload" and m == "POST" and "mount" in request.query:
+            source = request.query.get("from", "")
+            try:
+                if source and check_name(source) != route.name:
+                    also = (("repository", source, ("pull",)),)
+            except InvalidReference:
+                pass
         # docker asks for pull,push when it pushes: a pushing client may also read
-        self._authorize(request, "repository", route.name, (action,))
+        self._authorize(request, "repository", route.name, (action,), also)
         handler = {
             ("blob", "GET"): self._get_blob, ("blob", "HEAD"): self._get_blob,
             ("blob", "DELETE"): self._delete_blob,
@@ -342,8 +380,9 @@ class Registry:
             ("tags", "GET"): self._tags, ("referrers", "GET"): self._referrers,
         }.get((kind, m))
         if handler is None:
+            allow = ", ".join(sorted(meth for k, meth in _HANDLERS if k == kind))
             raise RegistryError(405, "UNSUPPORTED", f"{m} not allowed on {request.path}",
-                                headers={"Allow": "GET, HEAD"})
+                                headers={"Allow": allow})
         return await handler(request, route)
 
     # -- blobs ---------------------------------------------------------------------------------
@@ -360,8 +399,8 @@ class Registry:
                                 headers={"Content-Range": f"bytes */{size}"})
         if request.method == "HEAD":
             return web.Response(headers={**headers, "Content-Length": str(size)})
-        return web.FileResponse(self.storage.blob_path(digest), chunk_size=1 << 20,
-                                headers=headers)
+        return _BlobFile(self.storage.blob_path(digest), digest, chunk_size=1 << 20,
+                         headers=headers)
 
     async def _delete_blob(self, request: web.Request, route: Route) -> web.Response:
         if not self.delete:
@@ -406,6 +445,11 @@ class Registry:
                 source = None
             if source and self._may(request, source, "pull") and \
                     self.storage.mount_blob(route.name, digest, source):
+                return self._created(route.name, digest)
+            # no ``from`` (the spec's automatic content discovery): any blob the registry
+            # holds, unless token grants are per repository (a mount would leak across them)
+            if not q.get("from") and self.tokens is None and \
+                    self.storage.mount_blob(route.name, digest, None):
                 return self._created(route.name, digest)
         algorithm = q.get("digest-algorithm", "sha256")
         if "digest" in q:
@@ -470,15 +514,22 @@ class Registry:
 
     # -- manifests -----------------------------------------------------------------------------
 
-    async def _get_manifest(self, request: web.Request, route: Route) -> web.Response:
+    @staticmethod
+    def _known_ref(route: Route) -> str:
+        """The reference of a GET, HEAD or DELETE: a text that is no tag can name no manifest,
+        so it is unknown (404, as the reference registry, whose routes do not match it, and
+        the conformance suite want); a malformed digest is DIGEST_INVALID."""
         ref = route.arg
         if ":" in ref:
-            _digest(ref)
-        else:
-            try:
-                check_tag(ref)
-            except InvalidReference as e:
-                raise RegistryError(400, "TAG_INVALID", str(e)) from None
+            return _digest(ref)
+        try:
+            return check_tag(ref)
+        except InvalidReference:
+            raise RegistryError(404, "MANIFEST_UNKNOWN", f"manifest unknown: {route.name}:{ref}",
+                                {"Name": route.name, "Tag": ref}) from None
+
+    async def _get_manifest(self, request: web.Request, route: Route) -> web.Response:
+        ref = self._known_ref(route)
         raw, media_type, digest = self.storage.get_manifest(route.name, ref)
         if not _accepts(request, media_type):
             raise RegistryError(404, "MANIFEST_UNKNOWN",
@@ -509,7 +560,7 @@ class Registry:
     async def _delete_manifest(self, request: web.Request, route: Route) -> web.Response:
         if not self.delete:
             raise RegistryError(405, "UNSUPPORTED", "deletion is disabled")
-        self.storage.delete_manifest(route.name, route.arg)
+        self.storage.delete_manifest(route.name, self._known_ref(route))
         return web.Response(status=202, headers={"Content-Length": "0"})
 
     # -- discovery -----------------------------------------------------------------------------
@@ -529,7 +580,7 @@ class Registry:
         if n is not None and len(items) > n:
             items = items[:n]
             if n:
-                headers["Link"] = f'<{path}?last={items[-1]}&n={n}>; rel="next"'
+                headers["Link"] = f'<{path}?last={quote(items[-1], safe="")}&n={n}>; rel="next"'
         elif n == 0:
             items = []
         return web.json_response({**(extra or {}), key: items}, headers=headers)
@@ -563,11 +614,35 @@ async def serve(registry: Registry, host: str, port: int, *, ssl_context=None,
         logger.addHandler(h)
         logger.propagate = False
         kw = {"access_log": logger, "access_log_class": AccessLogger}
-    runner = web.AppRunner(registry.app(), **kw)
+    app = registry.app()
+    app.cleanup_ctx.append(_purging(registry.storage))
+    runner = web.AppRunner(app, **kw)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=256)
     await site.start()
     return runner
+
+
+def _purging(storage: st.Storage, every: float = 3600.0):
+    """Abandoned upload sessions are purged at start and then hourly, off the event loop."""
+    async def ctx(app):
+        import asyncio
+
+        async def loop():
+            while True:
+                try:
+                    n = await _offload(storage.purge_uploads)
+                    if n:
+                        log.info("purged %d abandoned upload(s)", n)
+                except OSError as e:
+                    log.warning("upload purge: %s", e)
+                await asyncio.sleep(every)
+
+        task = asyncio.get_running_loop().create_task(loop())
+        yield
+        task.cancel()
+
+    return ctx
 
 
 def bound_port(runner: web.AppRunner) -> int:

@@ -37,9 +37,12 @@ TOKEN_TTL = 300
 class Unauthorized(PermissionDenied):
     """No or bad credentials: a 401 with a challenge."""
 
-    def __init__(self, message: str, challenge: str) -> None:
+    def __init__(self, message: str, challenge: str, detail: object = None) -> None:
         super().__init__(message)
         self.challenge = challenge
+        # the access asked for, as the reference registry lists it: docker's client drops a
+        # message equal to the code's own when there is no detail ("unauthorized" alone)
+        self.detail = detail
 
 
 class Denied(PermissionDenied):

@@ -7,6 +7,8 @@ SIGTERM. ``gc`` refuses to run while a server holds the root.
 
 import argparse
 import asyncio
+import os
+import shutil
 import signal
 import sys
 
@@ -65,16 +67,33 @@ async def _serve(args) -> int:
     mode = args.auth or ("basic" if args.htpasswd else "none")
     if mode == "basic" and not args.htpasswd:
         raise BerthError("--auth basic needs --htpasswd")
-    storage = Storage(args.root, sync=not args.no_fsync)
-    storage.lock()
-    registry = Registry(storage, htpasswd=args.htpasswd if mode != "none" else None,
-                        token_auth=mode == "token", realm=args.token_realm,
-                        service=args.service,
-                        anonymous=("pull",) if args.anonymous_pull else (),
-                        delete=not args.no_delete)
-    host, port = args.addr
-    runner = await serve(registry, host, port, ssl_context=ssl_context,
-                         access_log=args.access_log)
+    if mode == "token" and not args.htpasswd and not args.anonymous_pull:
+        raise BerthError("--auth token needs --htpasswd (its users) or --anonymous-pull")
+    if args.htpasswd and mode != "none":
+        from berth.distribution.server.auth import Htpasswd
+
+        Htpasswd(args.htpasswd)  # a missing or unreadable file fails here, before the root
+    # bad settings or a busy port leave no new, empty registry root behind
+    made = not os.path.exists(args.root)
+    try:
+        storage = Storage(args.root, sync=not args.no_fsync)
+        storage.lock()
+        registry = Registry(storage, htpasswd=args.htpasswd if mode != "none" else None,
+                            token_auth=mode == "token", realm=args.token_realm,
+                            service=args.service,
+                            anonymous=("pull",) if args.anonymous_pull else (),
+                            delete=not args.no_delete)
+        host, port = args.addr
+        try:
+            runner = await serve(registry, host, port, ssl_context=ssl_context,
+                                 access_log=args.access_log)
+        except OSError as e:
+            raise BerthError(f"cannot listen on {host}:{port}: "
+                             f"{os.strerror(e.errno).lower() if e.errno else e}") from None
+    except BaseException:
+        if made:
+            shutil.rmtree(args.root, ignore_errors=True)
+        raise
     scheme = "https" if ssl_context else "http"
     shown = f"[{host}]" if ":" in host else host
     print(f"berth registry listening on {scheme}://{shown}:{bound_port(runner)}", flush=True)
@@ -98,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         from berth.distribution.server import gc
         from berth.distribution.server.storage import Storage
 
-        res = gc.collect(Storage(args.root), delete_untagged=args.delete_untagged,
-                         dry_run=args.dry_run)
+        res = gc.collect(Storage(args.root, create=False),
+                         delete_untagged=args.delete_untagged, dry_run=args.dry_run)
         print(gc.report(res, args.dry_run))
         return 0
     except BerthError as e:

@@ -39,7 +39,8 @@ from berth.errors import Conflict, InvalidArgument, NotFound
 __all__ = ["BlobUnknown", "ManifestUnknown", "NameUnknown", "Storage", "Upload", "UploadUnknown"]
 
 # An upload's in-memory hash state is kept between requests; after a restart it is recomputed.
-_UPLOAD_STALE = 24 * 3600
+# A session untouched this long is abandoned (its client died mid-push) and is purged.
+UPLOAD_STALE = 24 * 3600
 
 
 class BlobUnknown(NotFound):
@@ -77,6 +78,10 @@ class ManifestBlobUnknown(InvalidArgument):
 
 
 class RootInUse(Conflict):
+    pass
+
+
+class NotARegistry(InvalidArgument):
     pass
 
 
@@ -191,11 +196,18 @@ class Upload:
 class Storage:
     """Filesystem storage of one registry root; safe for concurrent requests in one process."""
 
-    def __init__(self, root: str, *, sync: bool = True) -> None:
+    def __init__(self, root: str, *, sync: bool = True, create: bool = True) -> None:
+        """``create=False`` (gc) refuses a root that is not a registry's, changing nothing."""
         self.root = os.path.abspath(root)
         self.sync = sync
+        if not create and not all(os.path.isdir(os.path.join(self.root, d))
+                                  for d in ("blobs", "repositories", "uploads")):
+            raise NotARegistry(f"no registry root at {self.root}")
         for d in ("blobs", "repositories", "uploads"):
-            os.makedirs(os.path.join(self.root, d), exist_ok=True)
+            try:
+                os.makedirs(os.path.join(self.root, d), exist_ok=True)
+            except (NotADirectoryError, FileExistsError):
+                raise NotARegistry(f"registry root {self.root} is not a directory") from None
         self._uploads: dict[str, Upload] = {}
         self._lock_fd: int | None = None
 
@@ -263,13 +275,18 @@ class Storage:
             raise BlobUnknown(f"blob unknown to registry: {digest}") from None
 
     def mount_blob(self, name: str, digest: str, source: str | None) -> bool:
-        """Link a blob of ``source`` into ``name``; False if ``source`` does not have it."""
-        if source is None or not self.repo_exists(source):
+        """Link a blob of ``source`` into ``name``; False if ``source`` does not have it.
+        With no ``source``, any blob the registry holds (the caller decides who may)."""
+        if source is None:
+            if not self.has_blob(digest):
+                return False
+        elif not self.repo_exists(source):
             return False
-        try:
-            self.stat_blob(source, digest)
-        except NotFound:
-            return False
+        else:
+            try:
+                self.stat_blob(source, digest)
+            except NotFound:
+                return False
         self.link_blob(name, digest)
         return True
 
@@ -316,6 +333,26 @@ class Storage:
         up = Upload(self, name, uid, algorithm)
         self._uploads[uid] = up
         return up
+
+    def purge_uploads(self, max_age: float = UPLOAD_STALE) -> int:
+        """Delete upload sessions with no bytes received for ``max_age`` seconds (as the
+        reference registry's upload purging); returns how many."""
+        base = os.path.join(self.root, "uploads")
+        now, n = time.time(), 0
+        for uid in os.listdir(base):
+            d = os.path.join(base, uid)
+            try:
+                last = max(os.stat(os.path.join(d, f)).st_mtime for f in ("info", "data"))
+            except (FileNotFoundError, NotADirectoryError):
+                last = 0.0  # half made or half removed
+            if now - last < max_age:
+                continue
+            up = self._uploads.get(uid)
+            if up is not None and up.lock.locked():
+                continue  # a request is writing to it right now
+            Upload(self, "", uid, "sha256").cancel()
+            n += 1
+        return n
 
     def get_upload(self, name: str, uid: str) -> Upload:
         up = self._uploads.get(uid)
