@@ -49,6 +49,8 @@ from .server import Shim, error_kind
 __all__ = ["become_shim", "main"]
 
 REQUEST_TIMEOUT = 5.0
+REHEARSALS = 8  # in all (berth.shim.rehearse): the first before "ready", the others when idle
+REHEARSAL_IDLE = 50  # ms without a request before the zygote rehearses again
 
 
 def _report(fd: int, msg: dict) -> None:
@@ -255,9 +257,18 @@ def zygote(argv: list[str]) -> int:
         sys.stderr.write("usage: python3 -S -m berth.shim zygote SOCKET\n")
         return 2
     path = os.path.abspath(argv[0])
+    rehearsals = os.path.dirname(path)
+    # Shims are our children until they leave: let the kernel reap them.
+    _signal.signal(17, _signal.SIG_IGN)
+    # What a shim would do first (see _detach), done once for all of them; fd 1 follows after
+    # "ready", fd 0 (the lifeline) becomes /dev/null in each fork.
+    os.chdir("/")
+    for sig in _IGNORED:
+        _signal.signal(sig, _signal.SIG_IGN)
     from .rehearse import rehearse
 
-    rehearse(os.path.dirname(path))
+    rehearse(rehearsals)
+    done = 1
     gc.collect()
     try:
         os.unlink(path)
@@ -268,23 +279,25 @@ def zygote(argv: list[str]) -> int:
     os.chmod(path, 0o600)
     mine = os.stat(path).st_ino
     lst.listen(64)
-    # Shims are our children until they leave: let the kernel reap them.
-    _signal.signal(17, _signal.SIG_IGN)
     os.write(1, b"ready\n")
-    # What a shim would do first (see _detach), done once for all of them; fd 0 becomes
-    # /dev/null in each fork.
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 1)
     os.close(null)
-    os.chdir("/")
-    for sig in _IGNORED:
-        _signal.signal(sig, _signal.SIG_IGN)
     poller = select.poll()
     poller.register(0, select.POLLIN)
     poller.register(lst.fileno(), select.POLLIN)
     try:
         while True:
-            for fd, _ in poller.poll():
+            # More rehearsals make lighter shims (the interpreter specializes code run eight
+            # times and more); they cost ~10 ms each, so they wait until nothing else does.
+            events = poller.poll(REHEARSAL_IDLE if done < REHEARSALS else -1)
+            if not events:
+                rehearse(rehearsals)
+                done += 1
+                if done == REHEARSALS:
+                    gc.collect()
+                continue
+            for fd, _ in events:
                 if fd == 0:
                     if not os.read(0, 4096):
                         return 0

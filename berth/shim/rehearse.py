@@ -1,11 +1,16 @@
-"""The zygote's rehearsal: one whole shim life on a stand-in container, before the first shim.
+"""The zygote's rehearsal: one whole shim life on a stand-in container, in the zygote itself.
 
 Why — memory. A shim is a fork of the zygote and pays a private page for every shared page it
 writes. The first run of a code path in a process writes far more than its later runs: the
 interpreter's type-attribute cache fills, lazily made objects come into being, caches and
 tables grow, names are looked up the slow way. Run once in the zygote, those writes happen
 there, before any fork, and stay shared; a shim then writes little more than reference
-counts. (Measured through berthd: a shim's private memory 1.26 MB without, 1.13 MB with.)
+counts. The zygote rehearses once before it says "ready" and again whenever it has been idle
+for a while, eight times in all (berth.shim.launch): CPython 3.11 specializes a code object's
+instructions only after several runs, and those rewrites too belong in the zygote. (Measured
+through berthd, a shim's private memory: 1.26 MB without a rehearsal, 1.13 MB after one,
+1.05 MB after eight. A shim forked between two rehearsals keeps the pages the later ones
+rewrite, ~0.4 MB more; only the few forked in the zygote's first idle half-second pay it.)
 
 What runs is the real thing — ``berth.shim.launch.live`` in the zygote itself, its setup
 worker, the shim's loop, its runtime workers — with two stand-ins:
@@ -24,7 +29,6 @@ import _signal
 import _socket
 import os
 import sys
-import time
 
 from berth import fastjson
 from berth.linux.prctl_lite import set_child_subreaper
@@ -147,13 +151,12 @@ def _remove_tree(d: str) -> None:
     os.rmdir(d)
 
 
-def _reap_all() -> None:
-    """Wait for every child of ours (the client, workers, the stand-in init), TIMEOUT at most."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
+def _sweep() -> None:
+    """Reap what of ours has ended already (with SIGCHLD ignored again, the rest goes unseen)."""
+    while True:
         try:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                time.sleep(0.002)
+                return
         except ChildProcessError:
             return
 
@@ -195,10 +198,16 @@ def rehearse(base_dir: str) -> None:
     finally:
         work.for_options = real
         set_child_subreaper(False)
+        if client:
+            # Now, while SIGCHLD is not ignored (a wait with it ignored waits for every child,
+            # the zygote's shims too). The client ends right after the exit event.
+            try:
+                os.waitpid(client, 0)
+            except ChildProcessError:
+                pass
         for sig, handler in saved.items():
             _signal.signal(sig, _signal.SIG_DFL if handler is None else handler)
-        if client:
-            _reap_all()
+        _sweep()
         try:
             _remove_tree(d)
         except OSError:
