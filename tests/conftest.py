@@ -131,9 +131,16 @@ class Berthd:
         self.host = f"unix://{self.sock}"
         self.log_path = base / "berthd.log"
         self.log = open(self.log_path, "wb")
+        # Kernel-global names of this daemon's network (issue 5), the same for every berthd
+        # on this base (a restarted one finds its own bridge and table again).
+        import hashlib
+
+        sfx = hashlib.sha256(str(base).encode()).hexdigest()[:6]
+        self.bridge, self.nft_table = f"berth{sfx}", f"berth_{sfx}"
         self.proc = subprocess.Popen(
             [str(REPO / ".venv/bin/berthd"), "--root", str(self.root), "--run", str(self.run),
-             "-H", self.host, *extra_args],
+             "-H", self.host, "--bridge", self.bridge, "--nft-table", self.nft_table,
+             *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT)
         self._clients: list = []
         self.wait_ready()
@@ -196,6 +203,7 @@ class Berthd:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        self.purge_network()
         for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
             mnt = line.split()[4]
             if mnt.startswith(str(self.base)):
@@ -203,6 +211,17 @@ class Berthd:
         sys_out = self.log_path.read_text(errors="replace")
         print(f"--- berthd log ({self.base}) ---\n{sys_out[-20000:]}")
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+    def purge_network(self) -> None:
+        """What berthd leaves in the kernel by design (its bridges, nft table, namespaces of
+        containers still running) goes with the test's daemon directory."""
+        if not (self.root / "network").exists():
+            return
+        from berth.network.manager import NetworkManager
+
+        NetworkManager(str(self.root / "network"), str(self.run / "network"),
+                       table=self.nft_table, default_bridge=self.bridge).teardown()
 
 
 def _start_berthd(extra_args: tuple[str, ...] = ()) -> Berthd:

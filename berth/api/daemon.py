@@ -95,6 +95,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="OCI runtime for containers (default berth-runtime, else runc)")
     p.add_argument("--cgroup-parent", default="berth",
                    help="parent cgroup of the containers' cgroups (default %(default)s)")
+    # networking, as dockerd's flags (issue 5); --nft-table is berth's own
+    p.add_argument("-b", "--bridge", default="berth0",
+                   help="Linux bridge of the default `bridge` network, made by berthd "
+                        "(default %(default)s; 'none': no default network)")
+    p.add_argument("--bip", default=None,
+                   help="the default bridge's address and prefix, e.g. 10.200.0.1/24 "
+                        "(default: a free pool subnet)")
+    p.add_argument("--mtu", type=int, default=None, help="MTU of the default bridge network")
+    p.add_argument("--nft-table", default="berth",
+                   help="berth's own nftables table (ip family; default %(default)s)")
     p.add_argument("-D", "--debug", action="store_true", help="debug logging")
     p.add_argument("--allow-import-devices", action="store_true",
                    help="let `import` create device nodes from the tarball (refused by default)")
@@ -166,7 +176,8 @@ async def _serve(args: argparse.Namespace, gid: int) -> None:
 
     engine = Engine(args.root, args.run, registry_settings(args),
                     allow_import_devices=args.allow_import_devices,
-                    default_runtime=args.default_runtime, cgroup_parent=args.cgroup_parent)
+                    default_runtime=args.default_runtime, cgroup_parent=args.cgroup_parent,
+                    bridge=args.bridge, bip=args.bip, mtu=args.mtu, nft_table=args.nft_table)
     app = App(engine)
     await engine.start()
     stop = asyncio.Event()

@@ -22,7 +22,8 @@ from .router import API_VERSION, Router
 log = logging.getLogger("berth.api")
 
 # One module per resource; later issues append theirs ("containers", "networks", ...).
-ROUTE_MODULES = ["system", "images", "distribution", "containers", "execs", "volumes"]
+ROUTE_MODULES = ["system", "images", "distribution", "containers", "execs", "volumes",
+                 "networks", "swarm"]
 
 COMMON_HEADERS = [("Api-Version", API_VERSION), ("Docker-Experimental", "false"),
                   ("Ostype", "linux")]

@@ -839,16 +839,17 @@ def stats_row(s: dict, prev: dict | None, no_trunc: bool) -> dict:
             rd += e.get("value", 0)
         elif op == "write":
             wr += e.get("value", 0)
-    running = s.get("read", "").startswith("0001-") is False
+    # a stopped container's sample is all zeros, and docker shows it as zeros ("--" is only
+    # for a sample the CLI could not read)
     cid = s.get("id", "")
     return {"ID": cid if no_trunc else cid[:12], "Container": cid if no_trunc else cid[:12],
             "Name": (s.get("name") or "").lstrip("/"),
-            "CPUPerc": f"{cpu_pct:.2f}%" if running else "--",
-            "MemUsage": f"{_bytes_size(usage)} / {_bytes_size(limit)}" if running else "-- / --",
-            "MemPerc": f"{mem_pct:.2f}%" if running else "--",
-            "NetIO": f"{human_size(rx)} / {human_size(tx)}" if running else "-- / --",
-            "BlockIO": f"{human_size(rd)} / {human_size(wr)}" if running else "-- / --",
-            "PIDs": str((s.get("pids_stats") or {}).get("current", 0)) if running else "--"}
+            "CPUPerc": f"{cpu_pct:.2f}%",
+            "MemUsage": f"{_bytes_size(usage)} / {_bytes_size(limit)}",
+            "MemPerc": f"{mem_pct:.2f}%",
+            "NetIO": f"{human_size(rx)} / {human_size(tx)}",
+            "BlockIO": f"{human_size(rd)} / {human_size(wr)}",
+            "PIDs": str((s.get("pids_stats") or {}).get("current", 0))}
 
 
 STATS_HEADERS = {"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME",
@@ -925,10 +926,12 @@ def stats(ctx, argv) -> int:
 # ------------------------------------------------------------------ cp
 
 def _split_cp(arg: str) -> tuple[str | None, str]:
-    if arg.startswith("/") or arg.startswith(".") or arg == "-":
+    """docker's splitCpArg: an absolute path, no colon, or a first part starting with "."
+    is local."""
+    if arg.startswith("/"):
         return None, arg
     ctr, sep, path = arg.partition(":")
-    if not sep or "/" in ctr:
+    if not sep or ctr.startswith("."):
         return None, arg
     return ctr, path
 
@@ -947,6 +950,12 @@ def cp(ctx, argv) -> int:
     opts, (src, dst) = parsed
     sc, sp = _split_cp(src)
     dc, dp = _split_cp(dst)
+    if not sp:
+        ctx.err.write("source can not be empty\n")
+        return 1
+    if not dp:
+        ctx.err.write("destination can not be empty\n")
+        return 1
     if sc and dc:
         ctx.err.write("copying between containers is not supported\n")
         return 1

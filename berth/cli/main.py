@@ -71,10 +71,17 @@ ROUTES: dict[tuple[str, ...], tuple[str, str]] = {
     **{("volume", c): ("volumes", c) for c in ("create", "ls", "inspect", "rm", "prune")},
     ("volume", "list"): ("volumes", "ls"),
     ("volume", "remove"): ("volumes", "rm"),
+    # networks (issue 5)
+    **{("network", c): ("networks", c) for c in (
+        "create", "ls", "inspect", "rm", "prune", "connect", "disconnect")},
+    ("network", "list"): ("networks", "ls"),
+    ("network", "remove"): ("networks", "rm"),
+    ("port",): ("ports", "port"),
+    ("container", "port"): ("ports", "port"),
 }
 
 GROUPS = {"image": "Manage images", "system": "Manage berth", "container": "Manage containers",
-          "volume": "Manage volumes"}
+          "volume": "Manage volumes", "network": "Manage networks"}
 
 
 class Context:

@@ -33,7 +33,8 @@ def _helper_argv(*args: str) -> tuple[list[str], dict]:
 
     src = os.path.dirname(os.path.dirname(os.path.abspath(berth.__file__)))
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": src, "LC_ALL": "C.UTF-8"}
-    return [sys.executable, "-S", "-m", "berth.engine.cphelper", *args], env
+    # -P: never the working directory first in sys.path (the helper runs as root)
+    return [sys.executable, "-P", "-S", "-m", "berth.engine.cphelper", *args], env
 
 
 def _raise_helper(stderr: bytes, what: str) -> None:
@@ -98,11 +99,12 @@ class Session:
             self.c.lock.release()
 
 
-async def _spawn(where: list[str], *args: str, stdin=None):
+async def _spawn(where: list[str], *args: str, stdin=None, pass_fds=()):
     argv, env = _helper_argv(*where, *args)
     return await asyncio.create_subprocess_exec(
         *argv, env=env, stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK,
+        pass_fds=pass_fds)
 
 
 async def _drain(proc, session: Session, what: str) -> AsyncIterator[bytes]:
@@ -128,29 +130,30 @@ def encode_stat(st: dict) -> str:
     return base64.b64encode(json.dumps(st, separators=(",", ":")).encode()).decode()
 
 
-async def stat(service, c, path: str) -> dict:
+async def stat(service, c, path: str, ref: str = "") -> dict:
     if not path:
         raise errors.InvalidArgument("Path cannot be empty")
     async with Session(service, c) as where:
         proc = await _spawn(where, "stat", path)
         out, err = await proc.communicate()
     if proc.returncode != 0:
-        _fix_not_found(err, path, c.id)
+        _fix_not_found(err, path, ref or c.id)
     return json.loads(out)
 
 
-def _fix_not_found(err: bytes, path: str, cid: str) -> None:
+def _fix_not_found(err: bytes, path: str, name: str) -> None:
     try:
         msg = json.loads(err.strip().splitlines()[-1])
         if msg.get("kind") == "NotFound":
-            raise errors.NotFound(f"Could not find the file {path} in container {cid}")
+            raise errors.NotFound(f"Could not find the file {path} in container {name}")
     except (ValueError, IndexError):
         pass
     _raise_helper(err, "archive")
 
 
-async def get(service, c, path: str) -> tuple[dict, AsyncIterator[bytes]]:
-    """(the path's stat, the tar stream); the helper runs while the stream is read."""
+async def get(service, c, path: str, ref: str = "") -> tuple[dict, AsyncIterator[bytes]]:
+    """(the path's stat, the tar stream); the helper runs while the stream is read. ``ref``:
+    the container as the client named it (dockerd's not-found message repeats it)."""
     if not path:
         raise errors.InvalidArgument("Path cannot be empty")
     session = Session(service, c)
@@ -161,7 +164,7 @@ async def get(service, c, path: str) -> tuple[dict, AsyncIterator[bytes]]:
         if not line:
             err = await proc.stderr.read()
             await proc.wait()
-            _fix_not_found(err, path, c.id)
+            _fix_not_found(err, path, ref or c.id)
         st = json.loads(line)
     except BaseException:
         await session.__aexit__(None, None, None)
@@ -170,24 +173,24 @@ async def get(service, c, path: str) -> tuple[dict, AsyncIterator[bytes]]:
 
 
 async def put(service, c, path: str, body: AsyncIterator[bytes], no_overwrite: bool,
-              copy_uid_gid: bool) -> None:
+              copy_uid_gid: bool, ref: str = "") -> None:
     if not path:
         raise errors.InvalidArgument("Path cannot be empty")
     if c.rec["HostConfig"].get("ReadonlyRootfs") and not _in_volume(c, path):
         raise errors.PermissionDenied("container rootfs is marked read-only")
-    chown = "0:0"
-    if copy_uid_gid:
-        from . import users
-
-        rootfs = os.path.join(service._run_dir(c.id), "rootfs")
-        try:
-            uid, gid, _g, _h = await asyncio.to_thread(users.resolve, rootfs,
-                                                       c.rec["Config"].get("User", ""))
-            chown = f"{uid}:{gid}"
-        except errors.BerthError:
-            pass
+    # dockerd keeps the archive's owners; copyUIDGID gives everything to the container's
+    # user, when it has one (daemon.tarCopyOptions)
+    user = c.rec["Config"].get("User") if copy_uid_gid else ""
     async with Session(service, c) as where:
-        args = [*where, "put", path, "--chown", chown]
+        chown = None
+        if user:
+            from . import users
+
+            # the container's passwd and group, with its rootfs mounted (a stopped one's too)
+            uid, gid, _g, _h = await asyncio.to_thread(
+                users.resolve, os.path.join(service._run_dir(c.id), "rootfs"), user)
+            chown = f"{uid}:{gid}"
+        args = [*where, "put", path, *(("--chown", chown) if chown else ())]
         if no_overwrite:
             args.append("--no-overwrite-dir-non-dir")
         proc = await _spawn(args, stdin=asyncio.subprocess.PIPE)
@@ -205,7 +208,7 @@ async def put(service, c, path: str, body: AsyncIterator[bytes], no_overwrite: b
         err = await proc.stderr.read()
         await proc.wait()
     if proc.returncode != 0:
-        _fix_not_found(err, path, c.id)
+        _fix_not_found(err, path, ref or c.id)
 
 
 def _in_volume(c, path: str) -> bool:
@@ -218,16 +221,36 @@ def _in_volume(c, path: str) -> bool:
 
 
 async def export(service, c) -> AsyncIterator[bytes]:
+    """The rootfs alone, as docker export: no volume, tmpfs, /proc or /sys of the container's."""
     session = Session(service, c)
-    where = await session.__aenter__()
-    if where[0] == "--root":
-        where = where[:2]  # export is the rootfs alone: no volumes, as docker export
+    fd = _pinned_rootfs(service, c) if cs.is_running(c.state) else None
     try:
-        proc = await _spawn(where, "export")
+        if fd is not None:
+            proc = await _spawn(["--root-fd", str(fd)], "export", pass_fds=(fd,))
+        else:
+            where = await session.__aenter__()
+            proc = await _spawn(where[:2], "export")
     except BaseException:
         await session.__aexit__(None, None, None)
         raise
+    finally:
+        if fd is not None:
+            os.close(fd)
     return _drain(proc, session, "export")
+
+
+def _pinned_rootfs(service, c) -> int | None:
+    """An fd of a running container's rootfs mount in berthd's namespace, or None if it is not
+    mounted (any more): the fd keeps the mount readable even once teardown detaches it."""
+    rootfs = os.path.join(service._run_dir(c.id), "rootfs")
+    try:
+        fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if os.fstat(fd).st_dev == os.stat(os.path.dirname(rootfs)).st_dev:
+        os.close(fd)
+        return None
+    return fd
 
 
 # --- diff ---------------------------------------------------------------------------------

@@ -107,6 +107,9 @@ def transition(s: dict, event: str, cid: str = "", **facts) -> dict:
                  ExitCode=facts.get("exit_code", 0),
                  OOMKilled=bool(facts.get("oom_killed")), Error=facts.get("error", ""),
                  FinishedAt=facts.get("finished_at") or now_rfc3339())
+        if facts.get("started_at"):
+            # the shim's clock for both ends: a quick exit never finishes before it started
+            n["StartedAt"] = facts["started_at"]
     elif event == "restarting":
         n.update(Status=RESTARTING, Running=True, Paused=False, Restarting=True, Pid=0,
                  ExitCode=facts.get("exit_code", 0),

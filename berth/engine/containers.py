@@ -368,6 +368,8 @@ class ContainerService:
                 "ImageVolumes": image_cfg.get("Volumes") or {},
                 "ImageWorkingDir": image_cfg.get("WorkingDir") or "",
             }
+            if self.network is not None:
+                self.network.created(rec)  # NetworkSettings from the networking config
             c = Container(rec)
             self._save(c, sync=not host.get("AutoRemove"))
             self.by_id[cid] = c
@@ -388,12 +390,12 @@ class ContainerService:
         return {"Id": cid, "Warnings": warnings}
 
     def _check_network(self, mode: str) -> None:
+        if self.network is not None:
+            self.network.check_mode(mode)
+            return
         if mode in ("none", "host", "default", "bridge") or mode.startswith("container:"):
             if mode.startswith("container:"):
                 self.get(mode.split(":", 1)[1])
-            return
-        if self.network is not None:
-            self.network.check_mode(mode)
             return
         raise NotFound(f"network {mode} not found")
 
@@ -545,14 +547,19 @@ class ContainerService:
                       prefix: str = "failed to create task: OCI runtime create failed: "
                       ) -> None:
         msg = str(e)
-        low = msg.lower()
-        code = 128
-        if "executable file not found" in low or "no such file or directory" in low:
-            code = 127
-        elif "permission denied" in low or "is a directory" in low:
-            code = 126
         if not msg.startswith("OCI runtime"):
             msg = prefix + msg
+        # dockerd's translateContainerdStartErr: the words of the runtime's error decide
+        low = msg.lower()
+        code = 128
+        if (c.rec.get("Path") or "").lower() in low and (
+                "executable file not found" in low or "no such file or directory" in low):
+            code = 127
+        if "permission denied" in low:
+            code = 126
+        if "not a directory" in low:
+            msg += (": Are you trying to mount a directory onto a file (or vice-versa)? Check "
+                    "if the specified host path exists and is the expected type")
         c.rec["State"] = cs.transition(c.state, "start-failed", c.id, error=msg, exit_code=code)
         self._save(c)
         raise StartFailed(msg) from None
@@ -589,9 +596,10 @@ class ContainerService:
         if cwd != "/":
             rootpath.mkdir_all(rootfs, cwd, 0o755, uid, gid)
         net_mode = host.get("NetworkMode") or "default"
-        netns, addresses, resolv = self._sandbox(c, net_mode)
-        hosts_text = etcfiles.hosts(net_mode, cfg["Hostname"], cfg.get("Domainname", ""),
-                                    addresses, host.get("ExtraHosts"))
+        netns, addresses, resolv, hosts_text = self._sandbox(c, net_mode)
+        if hosts_text is None:
+            hosts_text = etcfiles.hosts(net_mode, cfg["Hostname"], cfg.get("Domainname", ""),
+                                        addresses, host.get("ExtraHosts"))
         if resolv is None:
             resolv = etcfiles.resolv_conf(net_mode, host.get("Dns"), host.get("DnsSearch"),
                                           host.get("DnsOptions"))
@@ -620,27 +628,32 @@ class ContainerService:
         atomic.write_text(os.path.join(run_dir, "config.json"),
                           json.dumps(spec, separators=(",", ":")), 0o600, sync=False)
 
-    def _sandbox(self, c: Container, mode: str) -> tuple[str | None, list[str], str | None]:
-        """(netns for the spec, the container's addresses, resolv.conf content or None).
+    def _sandbox(self, c: Container, mode: str
+                 ) -> tuple[str | None, list[str], str | None, str | None]:
+        """(netns for the spec, the container's addresses, resolv.conf and hosts content or
+        None).
 
         The seam to the network service: ``none`` is a new empty namespace the runtime
-        makes, ``host`` is the host's; anything else is the network service's sandbox.
+        makes, ``host`` is the host's; anything else (``container:X`` too) is the network
+        service's sandbox.
         """
         if mode == "host":
-            return "host", [], None
+            return "host", [], None, None
         if mode == "none":
-            return None, [], None
-        if mode.startswith("container:"):
-            other = self.get(mode.split(":", 1)[1])
-            pid = other.state.get("Pid")
-            if not pid:
-                raise Conflict(f"cannot join network of a non running container: {other.id}")
-            return f"/proc/{pid}/ns/net", [], None
+            return None, [], None, None
         if self.network is None:
-            # no network service yet: the default network is an empty namespace
-            return None, [], None
+            if mode.startswith("container:"):
+                other = self.get(mode.split(":", 1)[1])
+                pid = other.state.get("Pid")
+                if not pid:
+                    raise Conflict(f"cannot join network of a non running container: "
+                                   f"{other.id}")
+                return f"/proc/{pid}/ns/net", [], None, None
+            # no network service: the default network is an empty namespace
+            return None, [], None, None
         sb = self.network.sandbox(c)
-        return sb.get("netns"), sb.get("addresses", []), sb.get("resolv_conf")
+        return (sb.get("netns"), sb.get("addresses", []), sb.get("resolv_conf"),
+                sb.get("hosts"))
 
     def _teardown(self, c: Container) -> None:
         """After the last process is gone: unmount the rootfs, release volumes and network."""
@@ -722,6 +735,7 @@ class ContainerService:
             c.rec["State"] = cs.transition(c.state, "exit", c.id, exit_code=code,
                                            oom_killed=rec.get("oom_killed"),
                                            error=rec.get("error", "") if code == 128 else "",
+                                           started_at=_ns_rfc3339(rec.get("started_at")),
                                            finished_at=_ns_rfc3339(rec.get("exited_at")))
         await asyncio.to_thread(self._teardown, c)
         if not c.removed:
@@ -879,6 +893,8 @@ class ContainerService:
             self.by_name[full] = c.id
             del self.by_name[old]
             c.rec["Name"] = full
+            if self.network is not None:
+                self.network.renamed(c, old)  # the name it resolves by on its networks
             self._save(c)
         self.events.publish("container", "rename", c.id,
                             self._event_attrs(c, oldName=old))
@@ -1355,7 +1371,8 @@ def _ns_rfc3339(ns) -> str | None:
 
 
 def _wait_result(c: Container) -> dict:
-    err = c.state.get("Error") or ""
+    # dockerd clears the error when the container is removed (State.SetRemoved)
+    err = "" if c.removed else c.state.get("Error") or ""
     return {"StatusCode": c.state.get("ExitCode", 0),
             "Error": {"Message": err} if err else None}
 

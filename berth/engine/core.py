@@ -44,6 +44,9 @@ class Engine:
         from .containers import setup_services
 
         setup_services(self, **options)  # volumes, containers, execs (issue 4)
+        from .networks import setup_network
+
+        setup_network(self, **options)  # bridges, IPAM, DNS, published ports (issue 5)
 
     @property
     def registry(self):
@@ -76,7 +79,11 @@ class Engine:
         return ident
 
     async def start(self) -> None:
-        """Once the event loop runs: live restore of containers (issue 4)."""
+        """Once the event loop runs: the network as the records say (issue 5), then live
+        restore of containers (issue 4)."""
+        import asyncio
+
+        await asyncio.to_thread(self.networks.restore)
         await self.containers.restore()
 
     async def stop(self) -> None:
@@ -84,6 +91,7 @@ class Engine:
         await self.containers.close()
 
     def close(self) -> None:
+        self.networks.close()
         if self._registry is not None:
             self._registry.close()
         self.images.close()

@@ -1,7 +1,7 @@
 """The helper process behind ``docker cp`` and ``docker export``: file work *inside* a container.
 
-    python3 -S -m berth.engine.cphelper (--pid PID | --root ROOTFS [--bind SRC=DST[:ro]]...)
-                                        MODE [ARGS]
+    python3 -S -m berth.engine.cphelper (--pid PID | --root ROOTFS [--bind SRC=DST[:ro]]... |
+                                         --root-fd FD) MODE [ARGS]
 
 It first puts itself in the container's view of the filesystem, then works with plain paths:
 
@@ -9,7 +9,10 @@ It first puts itself in the container's view of the filesystem, then works with 
   namespace's root (the container's /) this process's root and cwd, with every volume and
   tmpfs the container sees;
 - ``--root ROOTFS`` (a stopped container): a private mount namespace of its own, the
-  container's volumes and binds mounted on the rootfs there, then chroot.
+  container's volumes and binds mounted on the rootfs there, then chroot;
+- ``--root-fd FD`` (export of a running container): chroot into the directory FD, berthd's
+  open fd of the container's rootfs mount (the fd keeps that mount alive should the container
+  stop meanwhile): the image's layers and the writable one, nothing mounted in the container.
 
 Either way the kernel resolves every path as the container would: an absolute symlink or
 ``..`` in the container's files cannot lead outside it, which is why this is a process of its
@@ -20,7 +23,8 @@ Modes (results on stdout; an error is one JSON line on stderr and exit 1):
 - ``stat PATH``              → one JSON line: Docker's PathStat (name, size, mode, mtime,
                                linkTarget), the symlink itself when PATH names one;
 - ``get PATH``               → the stat line, then a tar of PATH (Docker's rebasing: the entry
-                               names start with PATH's base name, ``/.`` gives the contents);
+                               names start with PATH's base name, ``/.`` gives the contents;
+                               the kernel's filesystems, /proc, /sys..., only as empty dirs);
 - ``put PATH [--no-overwrite-dir-non-dir] [--chown UID:GID]`` ← a tar on stdin, extracted
                                into the directory PATH;
 - ``export``                 → a tar of the whole root.
@@ -104,22 +108,53 @@ def _resolve(path: str) -> str:
     return real_d if base == "." else os.path.join(real_d, base)
 
 
+def _not_a_directory(path: str) -> HelperError:
+    # dockerd's words (a system error, 500): "lstat PATH: not a directory"
+    return HelperError("Internal", f"lstat {path if path.startswith('/') else '/' + path}: "
+                                   "not a directory")
+
+
+def _abs(path: str) -> str:
+    """The path as dockerd takes it: joined to "/" and cleaned (".." resolved lexically), its
+    trailing "/" or "/." kept (they ask for a directory, or for its contents)."""
+    clean = os.path.normpath("/" + path)
+    if clean.startswith("//"):
+        clean = "/" + clean.lstrip("/")
+    tail = path.rstrip("/")
+    if (tail.endswith("/.") or tail == ".") and clean != "/":
+        return clean + "/."
+    if path.endswith("/") and clean != "/":
+        return clean + "/"
+    return clean
+
+
 def stat_path(path: str) -> dict:
+    path_given, path = path, _abs(path)
     p = _resolve(path)
     try:
         st = os.lstat(p)
     except FileNotFoundError:
-        raise HelperError("NotFound", f"Could not find the file {path} in container") from None
+        raise HelperError("NotFound", f"Could not find the file {path_given} in container"
+                          ) from None
     except NotADirectoryError:
-        raise HelperError("NotFound", f"Could not find the file {path} in container") from None
+        raise _not_a_directory(path_given) from None
+    if (path.endswith("/") or path.endswith("/.")) and not stat.S_ISDIR(st.st_mode):
+        # "file/": the trailing slash asks for a directory (the CLI would copy over the file)
+        raise _not_a_directory(path_given)
     link = ""
     if stat.S_ISLNK(st.st_mode):
         link = os.path.realpath(p)
-    name = os.path.basename(os.path.normpath(path)) or "/"
-    if path.endswith("/."):
-        name = "."
-    return {"name": name, "size": st.st_size, "mode": go_mode(st.st_mode),
+    return {"name": _entry_name(path), "size": st.st_size, "mode": go_mode(st.st_mode),
             "mtime": _rfc3339(st.st_mtime), "linkTarget": link}
+
+
+def _entry_name(path: str) -> str:
+    """The name the archive's entries start with, as dockerd names them (Go's filepath.Base):
+    "." for DIR/. (and DIR/./), "/" for the root, the last element otherwise."""
+    s = path.rstrip("/")
+    if not s:
+        return "/"
+    return s.rsplit("/", 1)[-1] if "/" in s else s
 
 
 def _write_json_line(obj) -> None:
@@ -149,35 +184,88 @@ def get(path: str) -> None:
     tarfile = _tarfile()
 
     st = stat_path(path)
-    if path.endswith("/") and not st["mode"] & _GO_DIR:
-        raise HelperError("InvalidArgument", f"not a directory: {path}")
     _write_json_line(st)
     sys.stdout.buffer.flush()
+    path = _abs(path)
     p = _resolve(path)
-    base = "." if path.endswith("/.") else (os.path.basename(os.path.normpath(path)) or ".")
+    base = _entry_name(path)
     out = os.fdopen(1, "wb", buffering=1 << 16, closefd=False)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        tar.add(p, arcname=base, recursive=False)
-        if s.S_ISDIR(os.lstat(p).st_mode):
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                rel = os.path.relpath(root, p)
-                for name in sorted(dirs) + sorted(files):
-                    r = os.path.normpath(os.path.join(rel, name))
-                    tar.add(os.path.join(root, name),
-                            arcname=r if base == "." else os.path.join(base, r),
-                            recursive=False)
+        _add(tar, p, base)
+        if s.S_ISDIR(os.lstat(p).st_mode) and p not in _SKIP:
+            _add_tree(tar, p, "" if base == "/" else base, "/" if base == "/" else "")
     out.flush()
+
+
+def _add(tar, path: str, name: str, prefix: str = "") -> None:
+    """One entry, named exactly ``prefix + name`` (tarfile's own add strips a leading "/",
+    which dockerd's entries under the root keep: the client renames by it)."""
+    ti = tar.gettarinfo(path, arcname=name)
+    if prefix or name == "/":
+        ti.name = prefix + name if name != "/" else "/"
+        if ti.islnk():
+            ti.linkname = prefix + ti.linkname
+    if ti.isreg():
+        with open(path, "rb") as f:
+            tar.addfile(ti, f)
+    else:
+        tar.addfile(ti)
+
+
+#: mount points (container paths) of the kernel's filesystems: never walked into (their files
+#: change size while read, some block or fail); dockerd's archive, made from the rootfs and
+#: volumes only, has them as empty directories too
+_PSEUDO_FS = {"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "securityfs",
+              "debugfs", "tracefs", "bpf", "fusectl", "pstore", "configfs", "efivarfs",
+              "binfmt_misc", "hugetlbfs", "autofs", "selinuxfs", "nsfs"}
+_SKIP: set[str] = set()
+
+
+def _pseudo_mounts(pid: int) -> set[str]:
+    """The mount points of kernel filesystems in PID's mount namespace (paths inside it)."""
+    out = set()
+    with open(f"/proc/{pid}/mountinfo", "rb") as f:
+        for line in f.read().decode("utf-8", "surrogateescape").splitlines():
+            a = line.split(" ")
+            try:
+                fstype = a[a.index("-") + 1]
+            except (ValueError, IndexError):
+                continue
+            # mountinfo escapes space, tab, newline and backslash as octal
+            mnt = (a[4].replace("\\040", " ").replace("\\011", "\t")
+                   .replace("\\012", "\n").replace("\\134", "\\"))
+            # the runtime's /dev (device nodes, /dev/shm, /dev/pts) is not the container's
+            # files either: dockerd's archive has no device node of it
+            if fstype in _PSEUDO_FS or (mnt == "/dev" and fstype in ("tmpfs", "devtmpfs")):
+                out.add(mnt)
+    return out
+
+
+def _add_tree(tar, path: str, arc: str, prefix: str = "") -> None:
+    """The entries under ``path`` as dockerd writes them: depth first in name order (Go's
+    filepath.Walk), each under ``arc`` ("./x" for a "/." source, "/x" under the root: the
+    client renames by the first path element, "." and "/" included)."""
+    with os.scandir(path) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        name = f"{arc}/{e.name}" if arc else e.name
+        _add(tar, e.path, name, prefix)
+        if e.is_dir(follow_symlinks=False) and e.path not in _SKIP:
+            _add_tree(tar, e.path, name, prefix)
 
 
 def put(path: str, no_overwrite_dir_non_dir: bool, chown: tuple[int, int] | None) -> None:
     tarfile = _tarfile()
 
     target = os.path.realpath(path if path.startswith("/") else "/" + path)
-    if not os.path.exists(target):
-        raise HelperError("NotFound", f"Could not find the file {path} in container")
-    if not os.path.isdir(target):
-        raise HelperError("InvalidArgument", "extraction point is not a directory")
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        raise HelperError("NotFound", f"Could not find the file {path} in container") from None
+    except NotADirectoryError:
+        raise _not_a_directory(path) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise HelperError("Internal", "extraction point is not a directory")  # dockerd: 500
     if os.statvfs(target).f_flag & os.ST_RDONLY:
         raise HelperError("PermissionDenied", "container rootfs is marked read-only")
     src = os.fdopen(0, "rb", closefd=False)
@@ -213,11 +301,7 @@ def export() -> None:
 
     out = os.fdopen(1, "wb", buffering=1 << 16, closefd=False)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for root, dirs, files in os.walk("/"):
-            dirs.sort()
-            for name in sorted(dirs) + sorted(files):
-                full = os.path.join(root, name)
-                tar.add(full, arcname=os.path.relpath(full, "/"), recursive=False)
+        _add_tree(tar, "/", "")
     out.flush()
 
 
@@ -245,12 +329,21 @@ def _seal_imports() -> None:
     sys.path[:] = []
 
 
-def enter(pid: int | None, root: str | None, binds: list[tuple[str, str, bool]]) -> None:
+def enter(pid: int | None, root: str | None, binds: list[tuple[str, str, bool]],
+          root_fd: int | None = None) -> None:
     from berth.engine.rootpath import secure_join
     from berth.linux import mount as m
     from berth.linux import ns
 
+    if root_fd is not None:
+        os.fchdir(root_fd)
+        os.chroot(".")
+        os.close(root_fd)
+        os.chdir("/")
+        _seal_imports()
+        return
     if pid is not None:
+        _SKIP.update(_pseudo_mounts(pid))
         fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         try:
             ns.setns(fd, ns.CLONE_NEWNS)
@@ -274,7 +367,7 @@ def enter(pid: int | None, root: str | None, binds: list[tuple[str, str, bool]])
 
 
 def main(argv: list[str]) -> int:
-    pid = root = None
+    pid = root = root_fd = None
     binds: list[tuple[str, str, bool]] = []
     i = 0
     while i < len(argv) and argv[i].startswith("--"):
@@ -282,6 +375,8 @@ def main(argv: list[str]) -> int:
             pid = int(argv[i + 1])
         elif argv[i] == "--root":
             root = argv[i + 1]
+        elif argv[i] == "--root-fd":
+            root_fd = int(argv[i + 1])
         elif argv[i] == "--bind":
             spec = argv[i + 1]
             ro = spec.endswith(":ro")
@@ -296,7 +391,7 @@ def main(argv: list[str]) -> int:
     try:
         if not rest:
             raise HelperError("InvalidArgument", "cphelper: no mode")
-        enter(pid, root, binds)
+        enter(pid, root, binds, root_fd)
         mode = rest[0]
         if mode == "stat":
             _write_json_line(stat_path(rest[1]))

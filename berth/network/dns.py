@@ -8,8 +8,9 @@ thread with its own event loop. Containers of such a network get ``nameserver <g
 Who asks decides what is visible: a query is answered only when its source address is an
 endpoint of the network whose gateway it was sent to; the names visible are those of every
 network that endpoint's container is attached to (as Docker's per-container resolver). Names of
-other networks are not resolved — they fall through upstream like any unknown name, exactly as
-in Docker. Unknown names go to the container's ``--dns`` servers, or the host's resolv.conf
+other networks are not resolved: a single-label name berth does not know gets NXDOMAIN here
+(Docker forwards it upstream, where it cannot resolve either, and the name would leave the
+host); other unknown names go to the container's ``--dns`` servers, or the host's resolv.conf
 servers, from the host's namespace; internal networks never forward (no way out).
 
 The codec is sans-IO (``parse_query``, ``answer``); ``DnsServer`` adds the sockets.
@@ -121,13 +122,16 @@ def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
 
 class Answer:
     """What a lookup decided: ``addrs`` or ``ptr`` to answer, or ``upstream`` to forward to;
-    ``refuse`` when the asker is not an endpoint of the network it asked."""
+    ``refuse`` when the asker is not an endpoint of the network it asked; ``nxdomain`` for a
+    name berth is the authority for and does not have (a reverse name in its own subnets)."""
 
-    __slots__ = ("addrs", "ptr", "upstream", "refuse")
+    __slots__ = ("addrs", "ptr", "upstream", "refuse", "nxdomain")
 
     def __init__(self, addrs: list[str] | None = None, ptr: str | None = None,
-                 upstream: list[str] | None = None, refuse: bool = False) -> None:
+                 upstream: list[str] | None = None, refuse: bool = False,
+                 nxdomain: bool = False) -> None:
         self.addrs, self.ptr, self.upstream, self.refuse = addrs, ptr, upstream, refuse
+        self.nxdomain = nxdomain
 
 
 #: lookup(server_ip, client_ip, qname, qtype) -> Answer
@@ -138,6 +142,8 @@ def decide(q: Query, a: Answer) -> bytes | None:
     """The reply when ``a`` settles it locally; None means forward upstream."""
     if a.refuse:
         return answer(q, RCODE_REFUSED)
+    if a.nxdomain:
+        return answer(q, RCODE_NXDOMAIN)
     if a.addrs is not None:
         # A known name: A records for A queries, an empty NOERROR for the rest (AAAA...), so that
         # a resolver does not go on to search domains or upstream for it.

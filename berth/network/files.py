@@ -71,7 +71,11 @@ def resolv_conf(*, embedded: str | None, dns: list[str] = (), search: list[str] 
     search = list(search) or h_search
     if embedded:
         servers = [embedded]
-        options = list(options) or ["ndots:0"]
+        # As Docker's embedded resolver: ndots:0 unless the user set ndots, so that a short
+        # name is asked as it is before any search domain.
+        options = list(options)
+        if not any(o.startswith("ndots:") for o in options):
+            options.append("ndots:0")
     else:
         servers = list(dns) or [s for s in host_nameservers(host_resolv)
                                 if not s.startswith("127.") and s != "::1"]

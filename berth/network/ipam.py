@@ -84,7 +84,8 @@ class Subnet:
     """Address allocation in one network: ``subnet``, allocating only in ``ip_range``."""
 
     def __init__(self, subnet: str, gateway: str = "", ip_range: str = "",
-                 leases: dict[str, str] | None = None, last: str = "") -> None:
+                 leases: dict[str, str] | None = None, last: str = "",
+                 reserved: list[str] = ()) -> None:
         self.net = network(subnet)
         self.range = network(ip_range, "ip range") if ip_range else self.net
         if not self.range.subnet_of(self.net):
@@ -93,21 +94,29 @@ class Subnet:
         if gw not in self.net or gw in (self.net.network_address, self.net.broadcast_address):
             raise InvalidSubnet(f"gateway {gw} is not a host address of subnet {subnet}")
         self.gateway = gw
+        #: addresses never handed out (Docker's AuxiliaryAddresses: a router, a printer...)
+        self.reserved: set[str] = set()
+        for r in reserved:
+            a = address(r, "auxiliary address")
+            if a not in self.net:
+                raise InvalidSubnet(f"auxiliary address {a} is not within subnet {subnet}")
+            self.reserved.add(str(a))
         #: address → owner (an endpoint id)
         self.leases: dict[str, str] = dict(leases or {})
         self.last = int(address(last)) if last else 0
 
     def _usable(self, a: IPv4Address) -> bool:
         return (a in self.net and a != self.gateway and a != self.net.network_address
-                and a != self.net.broadcast_address)
+                and a != self.net.broadcast_address and str(a) not in self.reserved)
 
     def allocate(self, owner: str, ip: str | None = None) -> str:
         """An address for ``owner``: ``ip`` if given and free, else the next free in range."""
         if ip:
             a = address(ip)
             if not self._usable(a):
-                if a == self.gateway:
-                    raise AddressInUse(f"address already in use: {a} is the gateway")
+                if a == self.gateway or str(a) in self.reserved:
+                    raise AddressInUse(f"address already in use: {a} is "
+                                       + ("the gateway" if a == self.gateway else "reserved"))
                 raise InvalidArgument(f"address {a} is not a host address of subnet {self.net}")
             s = str(a)
             if self.leases.get(s, owner) != owner:

@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .. import atomic, fastjson
-from ..errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
+from ..errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from . import firewall, ipam, netlink, sandbox
 from .dns import Answer, DnsServer, host_nameservers, ptr_to_ip
 from .files import hosts as hosts_text
@@ -60,15 +60,23 @@ class NoSuchNetwork(NotFound):
     pass
 
 
-class NetworkInUse(Conflict):
-    pass
+class NetworkInUse(PermissionDenied):
+    """dockerd answers 403 (forbidden) for a network that still has endpoints."""
 
 
 class NetworkExists(Conflict):
     pass
 
 
-class EndpointExists(Conflict):
+class Predefined(PermissionDenied):
+    """An operation dockerd forbids on the predefined networks (bridge, host, none)."""
+
+
+class PoolOverlaps(PermissionDenied):
+    pass
+
+
+class EndpointExists(PermissionDenied):
     pass
 
 
@@ -88,6 +96,10 @@ class Endpoint:
     names: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
+    #: the sandbox's default route goes through this endpoint's gateway
+    gateway_route: bool = False
+    #: legacy links on a user network: alias → the name it stands for, for this endpoint only
+    links: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -108,12 +120,17 @@ class Network:
     internal: bool = False
     default: bool = False
     user_subnet: bool = False
+    user_gateway: bool = False
     mtu: int = 1500
     options: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     attachable: bool = False
     created: str = ""
     driver: str = "bridge"
+    #: Docker's AuxiliaryAddresses: name → address, never handed out
+    aux: dict[str, str] = field(default_factory=dict)
+    #: IPAM options as given (None when the request had none: dockerd shows null then)
+    ipam_options: dict[str, str] | None = None
     leases: ipam.Subnet | None = None
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
 
@@ -147,9 +164,25 @@ class Network:
         eps = d.pop("endpoints", {}) or {}
         n = cls(**d)
         n.leases = ipam.Subnet(n.subnet, n.gateway, n.ip_range, leases.get("leases"),
-                             leases.get("last", ""))
+                               leases.get("last", ""), list(n.aux.values()))
         n.endpoints = {k: Endpoint.from_json(e) for k, e in eps.items()}
         return n
+
+
+HOST_LOCK = "/run/berth-network.lock"
+
+
+class _host_lock:
+    """flock on HOST_LOCK: one subnet pick at a time on this machine, whichever daemon."""
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        self.fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
 
 
 def _mac_for(ip: str) -> str:
@@ -158,8 +191,11 @@ def _mac_for(ip: str) -> str:
 
 
 def _now() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+    """Go's RFC3339Nano, as dockerd writes Created: trailing zeros of the fraction dropped."""
+    ns = time.time_ns()
+    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + \
+        (f".{frac}" if frac else "") + "Z"
 
 
 class NetworkManager:
@@ -275,41 +311,57 @@ class NetworkManager:
         return taken
 
     def ensure_default(self) -> Network:
-        """The predefined ``bridge`` network, made on first start."""
+        """The predefined ``bridge`` network, made on first start (``default_subnet`` may be
+        dockerd's ``--bip`` form, ``gateway/prefix``)."""
         with self.lock:
             for n in self.networks.values():
                 if n.default:
                     return n
-        return self.create("bridge", subnet=self.default_subnet or None, _default=True,
-                           options={OPT_BRIDGE_NAME: self.default_bridge,
-                                    OPT_DEFAULT: "true"})
+        subnet = gateway = None
+        if self.default_subnet:
+            addr, _, plen = self.default_subnet.partition("/")
+            sn = ipam.network(self.default_subnet)
+            subnet = str(sn)
+            if ipam.address(addr) != sn.network_address:
+                gateway = addr
+        return self.create("bridge", subnet=subnet, gateway=gateway, _default=True,
+                           options={OPT_BRIDGE_NAME: self.default_bridge, OPT_DEFAULT: "true",
+                                    OPT_ICC: "true", OPT_MASQ: "true", OPT_HOST_IP: "0.0.0.0",
+                                    OPT_MTU: str(self.default_mtu or 1500)})
 
     def create(self, name: str, *, subnet: str | None = None, gateway: str | None = None,
                ip_range: str | None = None, internal: bool = False,
                options: dict[str, str] | None = None, labels: dict[str, str] | None = None,
                driver: str = "bridge", attachable: bool = False, check_duplicate: bool = True,
-               _default: bool = False) -> Network:
+               aux_addresses: dict[str, str] | None = None,
+               ipam_options: dict[str, str] | None = None, _default: bool = False) -> Network:
         """A bridge network; InvalidArgument / Conflict and nothing made on bad input."""
         options = dict(options or {})
+        if driver in ("host", "null"):
+            raise Predefined(f'only one instance of "{driver}" network is allowed')
         if driver not in ("bridge", ""):
-            raise InvalidArgument(f"plugin \"{driver}\" not found")
-        if not name or name.strip() != name or "/" in name:
-            raise InvalidArgument(f"invalid network name: {name!r}")
+            raise NotFound(f"plugin \"{driver}\" not found")
+        # dockerd takes any name but an empty one (spaces and slashes included)
+        if not name or not name.isprintable():
+            raise InvalidArgument(f"invalid name: {name}")
         if name in PREDEFINED and not _default:
-            raise Conflict(f"network with name {name} already exists") if name == "bridge" \
-                else InvalidArgument(f"{name} is a pre-defined network and cannot be created")
-        if gateway and not subnet:
-            raise InvalidArgument("gateway requires a subnet")
-        if ip_range and not subnet:
-            raise InvalidArgument("ip-range requires a subnet")
+            raise Predefined(f"operation is not permitted on predefined {name} network")
+        if (gateway or ip_range or aux_addresses) and not subnet:
+            raise InvalidArgument("every ip-range or gateway must have a corresponding subnet")
         mtu = self.default_mtu or 1500
         if OPT_MTU in options:
             try:
                 mtu = int(options[OPT_MTU])
             except ValueError:
-                raise InvalidArgument(f"invalid mtu: {options[OPT_MTU]}") from None
+                raise InvalidArgument(f"failed to parse {OPT_MTU} value: {options[OPT_MTU]}"
+                                      ) from None
             if not 68 <= mtu <= 65535:
                 raise InvalidArgument(f"invalid mtu: {mtu}")
+        for k in (OPT_ICC, OPT_MASQ):
+            if options.get(k, "true").lower() not in ("true", "false", "1", "0"):
+                raise InvalidArgument(f"failed to parse {k} value: {options[k]}")
+        if options.get(OPT_HOST_IP):
+            ipam.address(options[OPT_HOST_IP], OPT_HOST_IP)
         nid = secrets.token_hex(32)
         # IFNAMSIZ: 15 characters at most, hence 9 of the id.
         bridge = options.get(OPT_BRIDGE_NAME) or f"berth-{nid[:9]}"
@@ -317,27 +369,44 @@ class NetworkManager:
             raise InvalidArgument(f"invalid bridge name: {bridge}")
         if bridge == "docker0":
             raise InvalidArgument("bridge name docker0 belongs to dockerd")
-        with self.lock:
+        # Subnets are picked from what the host's routes leave free: two daemons (two berthds,
+        # or tests side by side) picking at once would see the same hole, so the pick and the
+        # bridge's address, which claims it, happen under one host-wide lock.
+        with self.lock, _host_lock():
             if check_duplicate and any(n.name == name for n in self.networks.values()):
                 raise NetworkExists(f"network with name {name} already exists")
             if any(n.bridge == bridge for n in self.networks.values()):
                 raise NetworkExists(f"bridge {bridge} is already used by another network")
-            if self._nl().link(bridge) is not None:
+            existing = self._nl().link(bridge)
+            if existing is not None:
+                if existing.kind != "bridge":
+                    raise Conflict(f"existing interface {bridge} is not a bridge")
                 raise Conflict(f"bridge {bridge} already exists on the host")
             if subnet:
-                sn = ipam.network(subnet)
+                try:
+                    sn = ipam.network(subnet)
+                except ipam.InvalidSubnet as e:
+                    if not e.message.startswith("invalid subnet:"):
+                        raise
+                    raise ipam.InvalidSubnet(f"invalid subnet {subnet}: invalid CIDR address: "
+                                             f"{subnet}") from None
                 for other in self.networks.values():
                     if sn.overlaps(ipam.network(other.subnet)):
-                        raise Conflict(f"invalid pool request: pool {sn} overlaps with other "
-                                       f"one on this address space ({other.name})")
+                        raise PoolOverlaps("Pool overlaps with other one on this address space")
+                if gateway and ipam.address(gateway, "gateway") not in sn:
+                    raise InvalidArgument(f"no matching subnet for gateway {gateway}")
+                if ip_range and not ipam.network(ip_range, "ip range").subnet_of(sn):
+                    raise InvalidArgument(f"no matching subnet for range {ip_range}")
             else:
                 sn = ipam.pick_subnet(self._taken_subnets(), self.pools)
-            sub = ipam.Subnet(str(sn), gateway or "", ip_range or "")
+            aux = {str(k): str(v) for k, v in (aux_addresses or {}).items()}
+            sub = ipam.Subnet(str(sn), gateway or "", ip_range or "", reserved=list(aux.values()))
             n = Network(id=nid, name=name, bridge=bridge, subnet=str(sn),
                         gateway=str(sub.gateway), ip_range=ip_range or "", internal=internal,
-                        default=_default, user_subnet=bool(subnet), mtu=mtu, options=options,
+                        default=_default, user_subnet=bool(subnet),
+                        user_gateway=bool(gateway), mtu=mtu, options=options,
                         labels=dict(labels or {}), attachable=attachable, created=_now(),
-                        driver="bridge", leases=sub)
+                        driver="bridge", aux=aux, ipam_options=ipam_options, leases=sub)
             self._intent(nid, f"create {bridge}")
             try:
                 self._make_bridge(n)
@@ -393,7 +462,7 @@ class NetworkManager:
         n = self.get(ref)
         with self.lock:
             if n.default:
-                raise Conflict(f"{n.name} is a pre-defined network and cannot be removed")
+                raise Predefined(f"{n.name} is a pre-defined network and cannot be removed")
             if n.endpoints:
                 raise NetworkInUse(f"error while removing network: network {n.name} id {n.id} "
                                    "has active endpoints")
@@ -445,7 +514,7 @@ class NetworkManager:
 
     def attach(self, sid: str, ref: str, *, ip: str | None = None, aliases: Iterable[str] = (),
                names: Iterable[str] = (), mac: str | None = None,
-               dns: Iterable[str] = ()) -> Endpoint:
+               dns: Iterable[str] = (), links: dict[str, str] | None = None) -> Endpoint:
         """Connect sandbox ``sid`` to network ``ref``: a veth into it, an address, a route."""
         path = self.sandbox_path(sid)
         if not sandbox.exists(path):
@@ -459,7 +528,7 @@ class NetworkManager:
         with self.lock:
             n = self.get(ref)
             if ip and not n.user_subnet:
-                raise InvalidArgument("user specified ip address is supported only when "
+                raise InvalidArgument("user specified IP address is supported only when "
                                       "connecting to networks with user configured subnets")
             mine = [e for x in self.networks.values() for e in x.endpoints.values()
                     if e.sandbox_id == sid]
@@ -468,17 +537,23 @@ class NetworkManager:
                                      f"{n.name}")
             used = {e.ifname for e in mine}
             ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
-            first = not mine
+            # The first non-internal network gives the default route (internal ones have none).
+            route = not n.internal and not any(e.gateway_route for e in mine)
             eid = secrets.token_hex(32)
-            addr = n.leases.allocate(eid, ip)
+            try:
+                addr = n.leases.allocate(eid, ip)
+            except ipam.NoAddress:
+                raise ipam.NoAddress(f"no available IPv4 addresses on this network's address "
+                                     f"pools: {n.name} ({n.id})") from None
             ep = Endpoint(id=eid, network_id=n.id, sandbox_id=sid, ip=addr,
                           mac=mac or _mac_for(addr), ifname=ifname,
                           veth=VETH_PREFIX + eid[:12], names=list(names),
-                          aliases=list(aliases), dns=list(dns))
+                          aliases=list(aliases), dns=list(dns), gateway_route=route,
+                          links=dict(links or {}))
             n.endpoints[eid] = ep
             self._save(n)
         try:
-            self._plumb(n, ep, path, default_route=first and not n.internal)
+            self._plumb(n, ep, path, default_route=route)
         except BaseException:
             self._nl().del_link(ep.veth)
             with self.lock:
@@ -487,6 +562,16 @@ class NetworkManager:
                 self._save(n)
             raise
         return ep
+
+    def rename(self, sid: str, old: str, new: str) -> None:
+        """Sandbox ``sid``'s endpoints answer to ``new`` where they answered to ``old``."""
+        with self.lock:
+            for n in self.networks.values():
+                eps = [e for e in n.endpoints.values() if e.sandbox_id == sid]
+                for e in eps:
+                    e.names = [new if x == old else x for x in e.names]
+                if eps:
+                    self._save(n)
 
     def _plumb(self, n: Network, ep: Endpoint, path: str, default_route: bool) -> None:
         nl = self._nl()
@@ -498,6 +583,11 @@ class NetworkManager:
             try:
                 nl.add_veth(ep.veth, ep.ifname, master=br.index, mtu=n.mtu, peer_netns_fd=fd,
                             peer_mac=ep.mac)
+                # Hairpin: a container reaching its own published port. Where br_netfilter is
+                # loaded (a dockerd loads it) the DNAT happens while the frame is still being
+                # bridged, and the bridge sends it back out of the port it came in on only
+                # with hairpin mode, as dockerd sets it without its userland proxy.
+                sandbox.write_sysctl(f"/sys/class/net/{ep.veth}/brport/hairpin_mode", "1")
                 with netlink.in_netns(fd):
                     inner = netlink.Netlink()
                 try:
@@ -525,6 +615,11 @@ class NetworkManager:
             n.endpoints.pop(ep.id, None)
             n.leases.release(ep.ip, ep.id)
             self._save(n)
+            heir = None
+            if ep.gateway_route:
+                # The default route went with the veth: the next non-internal network takes it.
+                heir = next((e for e in self.endpoints_of(sid)
+                             if not self.networks[e.network_id].internal), None)
             ports = self.published.get(sid, [])
             keep = [p for p in ports if p.container_ip != ep.ip]
             if len(keep) != len(ports):
@@ -534,6 +629,29 @@ class NetworkManager:
                 self.published[sid] = keep
                 self._save_published(sid)
                 self._apply_firewall()
+        if heir is not None:
+            self._default_route(heir)
+
+    def _default_route(self, ep: Endpoint) -> None:
+        n = self.networks[ep.network_id]
+        fd = os.open(self.sandbox_path(ep.sandbox_id), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with netlink.in_netns(fd):
+                inner = netlink.Netlink()
+            try:
+                link = inner.link(ep.ifname)
+                if link is not None:
+                    inner.add_route(gateway=n.gateway, oif=link.index)
+            finally:
+                inner.close()
+        except OSError as e:
+            raise FailedPrecondition(f"default route via network {n.name}: {e.strerror or e}"
+                                     ) from e
+        finally:
+            os.close(fd)
+        with self.lock:
+            ep.gateway_route = True
+            self._save(n)
 
     def destroy_sandbox(self, sid: str) -> None:
         """Everything of container ``sid`` goes: ports, addresses, endpoints, the namespace."""
@@ -628,12 +746,15 @@ class NetworkManager:
 
     def resolv_conf(self, sid: str, *, dns: list[str] = (), search: list[str] = (),
                     options: list[str] = ()) -> str:
-        eps = self.endpoints_of(sid)
+        # The resolver of the first network that has one (as Docker starts its resolver as
+        # soon as one endpoint needs it): the query then leaves through that network's veth,
+        # with the address the resolver knows the container by.
         embedded = None
-        if eps:
-            n = self.get(eps[0].network_id)
+        for ep in self.endpoints_of(sid):
+            n = self.get(ep.network_id)
             if n.dns:
                 embedded = n.gateway
+                break
         return resolv_text(embedded=embedded, dns=dns, search=search, options=options,
                            host_resolv=self.host_resolv)
 
@@ -655,6 +776,7 @@ class NetworkManager:
             nets = [n for n in self.networks.values() if n.dns and any(
                 e.sandbox_id == asker.sandbox_id for e in n.endpoints.values())]
             name = qname.rstrip(".").lower()
+            name = {k.lower(): v.lower() for k, v in asker.links.items()}.get(name, name)
             rev = ptr_to_ip(name)
             addrs: list[str] = []
             for n in nets:
@@ -667,6 +789,16 @@ class NetworkManager:
                         addrs.append(e.ip)
             if addrs:
                 return Answer(addrs=sorted(set(addrs), key=addrs.index))
+            if rev is not None and any(ipam.address(rev) in ipam.network(n.subnet)
+                                       for n in self.networks.values()):
+                # An address of berth's own subnets: nobody upstream knows it better (and a
+                # private address's PTR query has no business leaving the host).
+                return Answer(nxdomain=True)
+            if "." not in name and rev is None:
+                # A single-label name that no endpoint has (another network's container, a
+                # typo): no upstream resolves bare names (systemd-resolved refuses to forward
+                # them too), and a container name has no business leaving the host.
+                return Answer(nxdomain=True)
             if net.internal:
                 return Answer(upstream=[])
             up = asker.dns or self.upstream
@@ -742,9 +874,8 @@ class NetworkManager:
                 for ep in list(n.endpoints.values()):
                     if ep.veth not in present:
                         p = os.path.join(self.nsdir, ep.sandbox_id)
-                        first = self.endpoints_of(ep.sandbox_id)[0].id == ep.id
                         try:
-                            self._plumb(n, ep, p, default_route=first and not n.internal)
+                            self._plumb(n, ep, p, default_route=ep.gateway_route)
                         except FailedPrecondition:
                             del n.endpoints[ep.id]
                             n.leases.release(ep.ip, ep.id)

@@ -199,11 +199,18 @@ class Reservations:
                     where = f"{ip or '0.0.0.0'}:{b.host_port}"
                     if last > b.host_port:
                         where += f"-{last}"
+                    ours = any(self._ours(b.proto, ip, p) for p in range(b.host_port, last + 1))
+                    if ours or last > b.host_port:
+                        # dockerd's words when its own allocator holds the port
+                        raise PortInUse(f"Bind for {where} failed: port is already allocated")
                     why = err.strerror.lower() if err and err.strerror else "in use"
-                    raise PortInUse(f"bind for {where}/{b.proto} failed: port is already "
-                                    f"allocated ({why})")
+                    raise PortInUse(f"listen {b.proto}4 {where}: bind: {why}")
             self.held[(b.proto, ip, port)] = s
             return ip, port
+
+    def _ours(self, proto: str, ip: str, port: int) -> bool:
+        return (proto, ip, port) in self.held or (proto, "", port) in self.held or (
+            not ip and any(k[0] == proto and k[2] == port for k in self.held))
 
     def hold(self, proto: str, ip: str, port: int) -> bool:
         """Take back a port published before a restart; False if someone else holds it now."""

@@ -54,12 +54,14 @@ _MAIN = "import sys; from berth.shim.launch import main; sys.exit(main())"
 def shim_command(*args: str) -> tuple[list[str], dict]:
     """argv and environment to run the shim's entry point (berth.shim.launch) with ARGS.
 
-    ``-S`` skips site (~30 ms); berth is then found through PYTHONPATH, which -S keeps.
+    ``-S`` skips site (~30 ms); berth is then found through PYTHONPATH, which -S keeps. ``-P``:
+    not the working directory first in sys.path (berthd run from a checkout, or from a
+    directory others can write, would run the shim, and the runtime's init, from there).
     """
     src = os.path.dirname(os.path.dirname(os.path.abspath(berth.__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = src
-    return [sys.executable, "-S", "-c", _MAIN, *args], env
+    return [sys.executable, "-P", "-S", "-c", _MAIN, *args], env
 
 
 def _raise_remote(reply: dict):

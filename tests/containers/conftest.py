@@ -51,8 +51,13 @@ def remove_cgroup_parent(name: str) -> None:
 def leftovers(d) -> list[str]:
     """Mounts under the daemon's directories and cgroups of its containers, if any."""
     out = []
+    # the network service's own mounts, not a container's: the shared netns directory and
+    # the spare namespaces made ahead of starts (a container's sandbox under netns/ counts)
+    net = (str(d.run / "network" / "netns"), str(d.run / "network" / "spare"))
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         mnt = line.split()[4]
+        if mnt in net or mnt.startswith(net[1] + "/"):
+            continue
         if mnt.startswith(str(d.base)):
             out.append(f"mount {mnt}")
     for base in Path("/sys/fs/cgroup").iterdir():

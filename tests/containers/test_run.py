@@ -20,16 +20,21 @@ def test_echo_and_exit_codes(bd):
     assert bd.berth("ps", "-aq").stdout == ""  # --rm removed even the one that failed
 
 
-@pytest.mark.parametrize("runtime", [
-    "runc",
-    pytest.param("berth-runtime", marks=pytest.mark.xfail(
-        strict=True, reason="berth-runtime's init reports ENOENT, not EACCES, for a command "
-                            "that exists but cannot be executed (berth/runtime/init.py lookup)")),
-])
-def test_not_executable_is_126(bd, runtime):
-    r = run(bd, "--runtime", runtime, "busybox", "/etc/passwd", check=False)
+@pytest.mark.parametrize("runtime", ["runc", "berth-runtime"])
+@pytest.mark.parametrize("cmd", ["/etc/passwd", "/tmp", "./passwd"])
+def test_not_executable_is_126(bd, runtime, cmd):
+    # runc (Go's exec.LookPath): a path without an x bit, or a directory, is EACCES
+    r = run(bd, "--runtime", runtime, "-w", "/etc", "busybox", cmd, check=False)
     assert r.returncode == 126, r.stderr
-    assert "permission denied" in r.stderr
+    assert f'exec: "{cmd}": permission denied' in r.stderr
+    assert "Error waiting" not in r.stderr  # the removal's wait has no error (dockerd's)
+
+
+def test_not_executable_in_path_is_not_found(bd):
+    # a bare name whose only match in PATH lacks the x bit: not found, as runc says
+    r = run(bd, "-e", "PATH=/etc", "busybox", "passwd", check=False)
+    assert r.returncode == 127, r.stderr
+    assert 'exec: "passwd": executable file not found in $PATH' in r.stderr
 
 
 def test_stdout_and_stderr_are_separate(bd):
@@ -160,6 +165,20 @@ def test_ps_filters_and_quiet(bd):
     assert bd.berth("ps", "-a", "--filter", "status=created", "-q").stdout.count("\n") == 2
     r = bd.berth("ps", "--filter", "bogus=1", check=False)
     assert r.returncode == 1 and "invalid filter 'bogus'" in r.stderr
+
+
+def _ns(t: str) -> tuple[str, str]:
+    """RFC 3339 in UTC as docker writes it (the fraction without trailing zeros), comparable."""
+    sec, _, frac = t.rstrip("Z").partition(".")
+    return sec, frac.ljust(9, "0")
+
+
+def test_a_quick_exit_finishes_after_it_started(bd):
+    for i in range(5):
+        bd.berth("run", "--name", f"qx{i}", "--network", "none", "busybox", "true")
+        st = json.loads(bd.berth("inspect", f"qx{i}").stdout)[0]["State"]
+        assert _ns(st["StartedAt"]) <= _ns(st["FinishedAt"]), st
+        bd.berth("rm", f"qx{i}")
 
 
 def test_top_and_stats(bd):

@@ -172,6 +172,11 @@ def test_state_transitions():
     with pytest.raises(Conflict, match="already paused"):
         cs.transition(p, "pause", "c1")
     e = cs.transition(s, "exit", "c1", exit_code=137, oom_killed=True)
+    # the shim's times of both ends, when it gives them: a quick exit is never before its start
+    q = cs.transition(dict(s, StartedAt="2026-12-01T07:00:00.5Z"), "exit", "c1",
+                      started_at="2026-12-01T07:00:00.2Z", finished_at="2026-12-01T07:00:00.3Z")
+    assert (q["StartedAt"], q["FinishedAt"]) == ("2026-12-01T07:00:00.2Z",
+                                                 "2026-12-01T07:00:00.3Z")
     assert (e["Status"], e["ExitCode"], e["OOMKilled"], e["Pid"]) == ("exited", 137, True, 0)
     assert cs.status_text(e).startswith("Exited (137) ")
     assert cs.status_text(cs.new_state()) == "Created"

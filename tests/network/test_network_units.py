@@ -203,3 +203,55 @@ def test_netlink_attrs_roundtrip():
     assert struct.unpack("=I", a[netlink.IFLA_MTU]) == (1400,)
     assert netlink._cstr(netlink.parse_attrs(a[netlink.IFLA_LINKINFO])[1]) == "veth"
     assert netlink.mac_bytes("02:42:ac:11:00:02") == b"\x02\x42\xac\x11\x00\x02"
+
+
+def test_reverse_names_of_own_subnets_never_leave():
+    from berth.network.dns import RCODE_NXDOMAIN, Answer, Query, decide
+
+    q = Query(7, 0x100, "1.0.18.172.in-addr.arpa", dns.QTYPE_PTR, 1, b"")
+    assert struct.unpack_from("!H", decide(q, Answer(nxdomain=True)), 2)[0] & 0xF == \
+        RCODE_NXDOMAIN
+
+
+def test_cli_groups_ipam_flags_as_the_docker_cli():
+    from berth.cli.networks import CreateError, _natural_key, ipam_config
+
+    assert ipam_config(["10.1.0.0/16", "10.2.0.0/16"], ["10.2.5.0/24"], ["10.1.0.254"],
+                       {"r": "10.2.0.9", "empty": ""}) == [
+        {"Subnet": "10.1.0.0/16", "Gateway": "10.1.0.254"},
+        {"Subnet": "10.2.0.0/16", "IPRange": "10.2.5.0/24",
+         "AuxiliaryAddresses": {"r": "10.2.0.9"}}]
+    for args, msg in [
+        (([], [], ["10.1.0.1"], {}), "every ip-range or gateway must have a corresponding "
+                                     "subnet"),
+        ((["10.1.0.0/16", "10.1.2.0/24"], [], [], {}), "multiple overlapping subnet"),
+        ((["10.1.0.0/16"], [], ["10.9.0.1"], {}), "no matching subnet for gateway 10.9.0.1"),
+        ((["10.1.0.0/16"], ["10.9.0.0/24"], [], {}), "no matching subnet for range "
+                                                     "10.9.0.0/24"),
+        ((["10.1.0.0/16"], [], [], {"a": "10.9.0.1"}), "no matching subnet for aux-address"),
+        ((["bogus"], [], [], {}), "invalid subnet"),
+    ]:
+        with pytest.raises(CreateError, match=msg):
+            ipam_config(*args)
+    names = ["net10", "bridge", "net9", "Net1", "host"]
+    assert sorted(names, key=_natural_key) == ["Net1", "bridge", "host", "net9", "net10"]
+
+
+def test_endpoint_settings_as_dockerd_shows_them():
+    from berth.engine.networks import _check_endpoint_config, _endpoint_view, _links
+    from berth.errors import InvalidArgument
+
+    v = _endpoint_view({"Aliases": ["a"], "IPAMConfig": {"IPv4Address": "10.0.0.5",
+                                                          "IPv6Address": ""},
+                        "MacAddress": "02:42:0a:00:00:05"})
+    assert v["Aliases"] == ["a"] and v["IPAMConfig"] == {"IPv4Address": "10.0.0.5"}
+    assert v["MacAddress"] == "02:42:0a:00:00:05" and v["NetworkID"] == "" and \
+        v["Links"] is None and v["DriverOpts"] is None
+    assert _endpoint_view(None)["IPAMConfig"] is None
+    assert _links({"Links": ["/up:bar", "other"]}) == {"bar": "up", "other": "other"}
+    for cfg, msg in [({"IPAMConfig": {"IPv4Address": "bad"}}, "invalid IPv4 address: bad"),
+                     ({"IPAMConfig": {"IPv6Address": "2001::1"}}, "IPv6"),
+                     ({"MacAddress": "zz"}, "invalid MAC address"),
+                     ({"Aliases": ["x"]}, "network-scoped alias")]:
+        with pytest.raises(InvalidArgument, match=msg):
+            _check_endpoint_config("bridge", cfg)

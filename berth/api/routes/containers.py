@@ -256,8 +256,10 @@ def register(router, engine) -> None:
             raise InvalidArgument("Bad parameters: you must choose at least one stream")
         follow = req.flag("follow")
         ts = req.flag("timestamps")
-        tail_s = req.arg("tail") or "all"
-        tail = -1 if tail_s == "all" else _int_arg(req, "tail", -1)
+        try:  # dockerd: what does not parse as a number (also "all") means every line
+            tail = int(req.arg("tail"))
+        except ValueError:
+            tail = -1
         since = _since_ns(req.arg("since"))
         until = _since_ns(req.arg("until"))
         tty = bool(c.rec["Config"].get("Tty"))
@@ -345,7 +347,7 @@ def register(router, engine) -> None:
 
     async def archive_head(req: Request) -> Response:
         c = svc.get(req.params["id"])
-        st = await archive.stat(svc, c, req.arg("path"))
+        st = await archive.stat(svc, c, req.arg("path"), req.params["id"])
         return Response(200, b"", content_type="",
                         headers=[("X-Docker-Container-Path-Stat", archive.encode_stat(st))])
 
@@ -353,14 +355,15 @@ def register(router, engine) -> None:
         if req.method == "HEAD":
             return await archive_head(req)
         c = svc.get(req.params["id"])
-        st, chunks = await archive.get(svc, c, req.arg("path"))
+        st, chunks = await archive.get(svc, c, req.arg("path"), req.params["id"])
         return StreamResponse(chunks, content_type="application/x-tar",
                               headers=[("X-Docker-Container-Path-Stat", archive.encode_stat(st))])
 
     async def archive_put(req: Request) -> Response:
         c = svc.get(req.params["id"])
         await archive.put(svc, c, req.arg("path"), req.stream(),
-                          req.flag("noOverwriteDirNonDir"), req.flag("copyUIDGID"))
+                          req.flag("noOverwriteDirNonDir"), req.flag("copyUIDGID"),
+                          req.params["id"])
         return Response(200, b"", content_type="")
 
     async def commit(req: Request) -> Response:
