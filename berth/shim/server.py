@@ -678,7 +678,8 @@ class Shim:
 
     def _broadcast(self, ev: dict) -> None:
         data = None
-        for c in self.conns:
+        # A copy: a send to a subscriber whose peer has gone (EPIPE) drops it from the set.
+        for c in list(self.conns):
             if c.subscribed:
                 if data is None:
                     data = proto.frame(proto.EVENT, fastjson.dumps(ev))
