@@ -7,21 +7,12 @@ none`` is what the benchmarks compare).
 """
 
 import contextlib
-import os
 import shutil
-import statistics
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from conftest import Berthd, Dockerd  # noqa: E402  (the tests' private daemons)
-
-BERTH = str(REPO / ".venv" / "bin" / "berth")
+from benchkit import BERTH, REPO, Berthd, Dockerd, median, stop_berthd, timed  # noqa: F401
 
 
 @contextlib.contextmanager
@@ -53,27 +44,5 @@ def peers():
                 dd.docker("rm", "-f", *ids, check=False)
             dd.stop()
         if bd is not None:
-            ids = bd.berth("ps", "-aq", check=False).stdout.split()
-            if ids:
-                bd.berth("rm", "-f", *ids, check=False)
-            with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
-                bd.stop()  # (it prints the daemon's log, for tests)
-        if cgroup_parent:
-            from containers.conftest import remove_cgroup_parent
-
-            remove_cgroup_parent(cgroup_parent)
+            stop_berthd(bd, cgroup_parent)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def timed(cmd: list[str]) -> float:
-    """Wall time of one command in ms (its output thrown away; a failure is fatal)."""
-    t = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ms = (time.perf_counter() - t) * 1000
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:6])}... failed: {r.stderr.decode().strip()}")
-    return ms
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)

@@ -140,7 +140,7 @@ def main() -> int:
         os.makedirs(bd)
         engines.append(Engine("berthd", [os.path.join(REPO, ".venv/bin/berthd"), "--root",
                                          f"{bd}/root", "--run", f"{bd}/run", "-H",
-                                         f"unix://{bd}/b.sock"], f"unix://{bd}/b.sock",
+                                         f"unix://{bd}/b.sock", "--bridge", "none"], f"unix://{bd}/b.sock",
                               f"{bd}/root", base))
         dd = os.path.join(base, "docker")
         os.makedirs(dd)

@@ -12,68 +12,38 @@ import contextlib
 import os
 import secrets
 import shutil
-import statistics
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from conftest import Berthd  # noqa: E402  (the tests' private daemon)
-
-BERTH = str(REPO / ".venv" / "bin" / "berth")
+from benchkit import BERTH, REPO, Berthd, Dockerd, median, stop_berthd, timed  # noqa: F401
 
 
 def sh(*a: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(a, check=True, capture_output=True, text=True, **kw)
 
 
-class BridgedDockerd:
-    """dockerd on ``base`` with ``bridge`` (made here, with ``subnet``) as its default bridge."""
+class BridgedDockerd(Dockerd):
+    """The tests' dockerd on ``base`` with ``bridge`` (made here, with ``subnet``) as its
+    default bridge; the docker CLI's output as text; the bridge goes at the end."""
 
     def __init__(self, base: Path, bridge: str, subnet) -> None:
-        self.base, self.bridge = base, bridge
+        self.bridge = bridge
         sh("ip", "link", "add", bridge, "type", "bridge")
         sh("ip", "addr", "add", f"{subnet.network_address + 1}/{subnet.prefixlen}", "dev",
            bridge)
         sh("ip", "link", "set", bridge, "up")
-        self.host = f"unix://{base}/docker.sock"
-        self.log = open(base / "dockerd.log", "wb")
-        self.proc = subprocess.Popen(
-            ["dockerd", "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
-             "-H", self.host, "--pidfile", str(base / "docker.pid"), "--bridge", bridge,
-             "--iptables=false", "--ip6tables=false"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while self.docker("version", check=False).returncode != 0:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"dockerd did not start: {(base / 'dockerd.log').read_text()}")
-            time.sleep(0.2)
+        super().__init__(base, bridge=bridge)
 
     def docker(self, *a: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker", "-H", self.host, *a], check=check, capture_output=True,
-                              text=True)
+        return super().docker(*a, check=check, text=True)
 
     def stop(self) -> None:
         ids = self.docker("ps", "-aq", check=False).stdout.split()
         if ids:
             self.docker("rm", "-f", *ids, check=False)
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
-            mnt = line.split()[4]
-            if mnt.startswith(str(self.base)):
-                subprocess.run(["umount", "-l", mnt], check=False)
+        super().stop()
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -107,26 +77,8 @@ def peers():
         if dd is not None:
             dd.stop()
         if bd is not None:
-            ids = bd.berth("ps", "-aq", check=False).stdout.split()
-            if ids:
-                bd.berth("rm", "-f", *ids, check=False)
-            with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
-                bd.stop()  # (it prints the daemon's log, for tests)
-        from containers.conftest import remove_cgroup_parent
+            stop_berthd(bd)
+        from tests.containers.conftest import remove_cgroup_parent
 
         remove_cgroup_parent(cgroup_parent)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def timed(cmd: list[str]) -> float:
-    """Wall time of one command in ms (its output thrown away; a failure is fatal)."""
-    t = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ms = (time.perf_counter() - t) * 1000
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:6])}... failed: {r.stderr.decode().strip()}")
-    return ms
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)

@@ -32,46 +32,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from network_common import BridgedDockerd  # noqa: E402
+
 from berth.network.manager import NetworkManager  # noqa: E402
 from berth.network.ports import parse_publish  # noqa: E402
 
 
 def sh(*a, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(a, check=True, capture_output=True, text=True, **kw)
-
-
-class Dockerd:
-    def __init__(self, base: Path, bridge: str) -> None:
-        self.base = base
-        self.host = f"unix://{base}/docker.sock"
-        self.log = open(base / "dockerd.log", "wb")
-        self.proc = subprocess.Popen(
-            ["dockerd", "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
-             "-H", self.host, "--pidfile", str(base / "docker.pid"), "--bridge", bridge,
-             "--iptables=false", "--ip6tables=false"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while self.docker("version", check=False).returncode != 0:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"dockerd did not start: {(base / 'dockerd.log').read_text()}")
-            time.sleep(0.2)
-
-    def docker(self, *a, check=True) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker", "-H", self.host, *a], check=check, capture_output=True,
-                              text=True)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
-            mnt = line.split()[4]
-            if mnt.startswith(str(self.base)):
-                subprocess.run(["umount", "-l", mnt], check=False)
 
 
 def free_port() -> int:
@@ -127,11 +95,7 @@ def main() -> None:
         from berth.network import ipam
 
         dsub = ipam.pick_subnet(mgr._taken_subnets())
-        sh("ip", "link", "add", dbr, "type", "bridge")
-        sh("ip", "addr", "add", f"{dsub.network_address + 1}/{dsub.prefixlen}", "dev", dbr)
-        sh("ip", "link", "set", dbr, "up")
-        base = Path(tempfile.mkdtemp(prefix="bnbd-"))
-        dockerd = Dockerd(base, dbr)
+        dockerd = BridgedDockerd(Path(tempfile.mkdtemp(prefix="bnbd-")), dbr, dsub)
         tar = tmp / "busybox.tar"
         sh("tar", "-C", str(rootfs), "-cf", str(tar), ".")
         dockerd.docker("import", str(tar), "busybox:latest")
@@ -219,9 +183,7 @@ def main() -> None:
             p.kill()
             p.wait()
         if dockerd:
-            dockerd.docker("rm", "-f", *dockerd.docker("ps", "-aq").stdout.split(), check=False)
             dockerd.stop()
-            shutil.rmtree(dockerd.base, ignore_errors=True)
         subprocess.run(["ip", "link", "del", dbr], capture_output=True)
         mgr.teardown()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "tests" / "distribution"))
+import benchkit
+
+REPO = benchkit.REPO
 
 LAYERS = int(os.environ.get("BENCH_LAYERS", "5"))
 LAYER_MB = int(os.environ.get("BENCH_LAYER_MB", "40"))
@@ -132,28 +132,14 @@ def berth_registry(base: Path, *extra: str) -> tuple[Proc, str]:
     return p, f"127.0.0.1:{port}"
 
 
-class Dockerd:
+class Dockerd(benchkit.Dockerd):
+    """The tests' private dockerd, on a temp base of its own."""
+
     def __init__(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="berth-bench-dk-"))
-        self.host = f"unix://{self.base}/docker.sock"
-        self.p = Proc(["dockerd", "--data-root", str(self.base / "data"), "--exec-root",
-                       str(self.base / "exec"), "-H", self.host, "--pidfile",
-                       str(self.base / "docker.pid"), "--bridge=none", "--iptables=false",
-                       "--ip6tables=false"], self.base / "dockerd.log")
-        deadline = time.monotonic() + 30
-        while subprocess.run(["docker", "-H", self.host, "version"],
-                             capture_output=True).returncode != 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError("dockerd did not start")
-            time.sleep(0.2)
+        super().__init__(Path(tempfile.mkdtemp(prefix="berth-bench-dk-")))
 
     def run(self, *args: str) -> None:
-        subprocess.run(["docker", "-H", self.host, *args], check=True, capture_output=True)
-
-    def stop(self) -> None:
-        self.p.stop()
-        _sweep_mounts(self.base)
-        shutil.rmtree(self.base, ignore_errors=True)
+        self.docker(*args)
 
 
 class Berthd:
@@ -161,7 +147,7 @@ class Berthd:
         self.base = Path(tempfile.mkdtemp(prefix="berth-bench-bd-"))
         self.host = f"unix://{self.base}/berth.sock"
         self.p = Proc([str(REPO / ".venv/bin/berthd"), "--root", str(self.base / "root"),
-                       "--run", str(self.base / "run"), "-H", self.host],
+                       "--run", str(self.base / "run"), "-H", self.host, "--bridge", "none"],
                       self.base / "berthd.log")
         deadline = time.monotonic() + 30
         while subprocess.run(["docker", "-H", self.host, "version"],
@@ -180,15 +166,8 @@ class Berthd:
 
     def stop(self) -> None:
         self.p.stop()
-        _sweep_mounts(self.base)
+        benchkit.sweep_mounts(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
-
-
-def _sweep_mounts(base: Path) -> None:
-    for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
-        mnt = line.split()[4]
-        if mnt.startswith(str(base)):
-            subprocess.run(["umount", "-l", mnt], check=False)
 
 
 def timed(fn) -> float:

@@ -36,8 +36,10 @@ def main() -> None:
                         f"oci:{work / 'layout'}:latest", f"docker://{host}/bench/app:1"],
                        check=True)
         ref = f"{host}/bench/app:1"
-        dk, bd = Dockerd(), Berthd()
-        procs += [dk, bd]
+        dk = Dockerd()
+        procs.append(dk)  # at once: a berthd that fails to start must not leave dockerd running
+        bd = Berthd()
+        procs.append(bd)
         res: dict[str, list[float]] = {"berth pull (berthd)": [], "docker pull (dockerd)": [],
                                        "skopeo copy (to OCI layout)": []}
         # one untimed round each: both daemons warm (berthd imports its HTTP client on the

@@ -35,8 +35,10 @@ def main() -> None:
         subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
                         f"oci:{work / 'layout'}:latest", f"docker://{src_host}/bench/app:1"],
                        check=True)
-        dk, bd = Dockerd(), Berthd()
-        procs += [dk, bd]
+        dk = Dockerd()
+        procs.append(dk)  # at once: a berthd that fails to start must not leave dockerd running
+        bd = Berthd()
+        procs.append(bd)
         bd.berth("pull", "-q", f"{src_host}/bench/app:1")
         dk.run("pull", "-q", f"{src_host}/bench/app:1")
         res: dict[str, list[float]] = {"berth push (berthd)": [], "docker push (dockerd)": []}

@@ -3,8 +3,9 @@
 # container run by berth-runtime, printing what shows its isolation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 scripts/install.sh
-export PATH="$PWD/.venv/bin:$PATH"
+export PATH="$repo/.venv/bin:$PATH"
 
 work=$(mktemp -d /tmp/berth-quickstart.XXXXXX)
 root="$work/state"
@@ -54,7 +55,8 @@ cleanup_berthd() {
     fi
 }
 trap 'cleanup_berthd; cleanup' EXIT
-berthd --root "$bd/root" --run "$bd/run" -H "unix://$bd/berth.sock" 2>"$bd/berthd.log" &
+berthd --root "$bd/root" --run "$bd/run" -H "unix://$bd/berth.sock" --bridge none \
+    2>"$bd/berthd.log" &
 berthd_pid=$!
 export BERTH_HOST="unix://$bd/berth.sock"
 for _ in $(seq 100); do berth version >/dev/null 2>&1 && break; sleep 0.1; done
@@ -68,7 +70,8 @@ berth images
 # berthd runs as the system's daemon (root /var/lib/berth, run dir /run/berth, socket
 # unix:///run/berth/berth.sock): a systemd unit where systemd is PID 1, otherwise a background
 # daemon with its pid file (RUN/berthd.pid). Running this again finds it running and keeps it.
-# BERTH_ROOT / BERTH_RUN move it elsewhere (the tests do, to stay off the system's paths).
+# BERTH_ROOT / BERTH_RUN move it elsewhere and BERTHD_OPTS adds flags (the tests use them to
+# stay off the system's paths, bridge and nft table).
 sys_root=${BERTH_ROOT:-/var/lib/berth}
 sys_run=${BERTH_RUN:-/run/berth}
 sys_sock="unix://$sys_run/berth.sock"
@@ -76,14 +79,14 @@ export BERTH_HOST="$sys_sock"
 if berth version >/dev/null 2>&1; then
     echo
     echo "berthd is already running on $sys_sock"
-elif [ -d /run/systemd/system ] && [ -z "${BERTH_ROOT:-}${BERTH_RUN:-}" ]; then
+elif [ -d /run/systemd/system ] && [ -z "${BERTH_ROOT:-}${BERTH_RUN:-}${BERTHD_OPTS:-}" ]; then
     cat > /etc/systemd/system/berthd.service <<UNIT
 [Unit]
 Description=berth container engine daemon
 After=network.target
 
 [Service]
-ExecStart=$PWD/.venv/bin/berthd --root $sys_root --run $sys_run -H $sys_sock
+ExecStart=$repo/.venv/bin/berthd --root $sys_root --run $sys_run -H $sys_sock
 KillMode=process
 Restart=on-failure
 Delegate=yes
@@ -98,7 +101,9 @@ UNIT
 else
     mkdir -p "$sys_run" "$sys_root"
     # KillMode=process in spirit: the shims that outlive berthd keep their containers running
-    setsid "$PWD/.venv/bin/berthd" --root "$sys_root" --run "$sys_run" -H "$sys_sock" \
+    # shellcheck disable=SC2086  # BERTHD_OPTS: words on purpose
+    setsid "$repo/.venv/bin/berthd" --root "$sys_root" --run "$sys_run" -H "$sys_sock" \
+        ${BERTHD_OPTS:-} \
         </dev/null >>"$sys_run/berthd.log" 2>&1 &
     echo
     echo "berthd started in the background (pid $!, pid file $sys_run/berthd.pid," \

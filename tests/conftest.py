@@ -48,17 +48,28 @@ def busybox_tar(busybox_rootfs, tmp_path_factory) -> Path:
     return p
 
 
-class Dockerd:
-    """A private dockerd (the real peer) on its own data root and socket, ended by its pid."""
+def sweep_mounts(base: Path) -> None:
+    """Lazily unmount whatever is still mounted below ``base``, deepest first."""
+    for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+        mnt = line.split()[4]
+        if mnt.startswith(str(base)):
+            subprocess.run(["umount", "-l", mnt], check=False)
 
-    def __init__(self, base: Path, bridge: bool = False):
+
+class Dockerd:
+    """A private dockerd (the real peer) on its own data root and socket, ended by its pid.
+
+    ``bridge``: False, no bridge network; True, dockerd's own (docker0, iptables); a name, that
+    existing bridge as its default network, iptables left alone."""
+
+    def __init__(self, base: Path, bridge: bool | str = False):
         self.base = base
         self.sock = base / "docker.sock"
         self.host = f"unix://{self.sock}"
         args = ["dockerd", "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
                 "-H", self.host, "--pidfile", str(base / "docker.pid")]
-        if not bridge:
-            args += ["--bridge=none", "--iptables=false", "--ip6tables=false"]
+        if bridge is not True:
+            args += [f"--bridge={bridge or 'none'}", "--iptables=false", "--ip6tables=false"]
         self.log = open(base / "dockerd.log", "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_ready()
@@ -89,10 +100,7 @@ class Dockerd:
             self.proc.wait()
         self.log.close()
         # dockerd leaves overlay mounts of removed containers only on a crash; sweep ours.
-        for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
-            mnt = line.split()[4]
-            if mnt.startswith(str(self.base)):
-                subprocess.run(["umount", "-l", mnt], check=False)
+        sweep_mounts(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -204,10 +212,7 @@ class Berthd:
                 self.proc.wait()
         self.log.close()
         self.purge_network()
-        for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
-            mnt = line.split()[4]
-            if mnt.startswith(str(self.base)):
-                subprocess.run(["umount", "-l", mnt], check=False)
+        sweep_mounts(self.base)
         sys_out = self.log_path.read_text(errors="replace")
         print(f"--- berthd log ({self.base}) ---\n{sys_out[-20000:]}")
         shutil.rmtree(self.base, ignore_errors=True)

@@ -6,8 +6,17 @@ Engine operations are plain blocking functions; handlers run them in worker thre
 - ``BodyReader``                    a request body as a blocking file-like ``read(n)``, fed from
                                     the event loop (a 200 MB ``load`` is never buffered whole);
 - ``progress_stream(fn, ...)``      run ``fn(..., progress=emit)`` in a thread and stream each
-                                    emitted dict as one JSON line; an error after the headers
+                                    emitted dict as one JSON message; an error after the headers
                                     went out is sent as Docker does, ``{"errorDetail": ...}``.
+
+Every JSON stream berthd sends is framed here, as dockerd frames it on the wire (captured from
+dockerd over its socket; tests/api/test_stream_framing.py compares the raw bytes): each message is
+one HTTP chunk, and
+
+- progress streams (pull, push, load, import) end each message with ``"\r\n"``, as moby's
+  streamformatter writes them (``progress_line``, ``error_line``);
+- event-like streams (``/events``, ``/containers/{id}/stats``, ``/containers/{id}/wait``) end
+  each with ``"\n"``, as Go's ``json.Encoder`` writes them (``json_line``).
 """
 
 from __future__ import annotations
@@ -113,12 +122,19 @@ async def with_body(req: Request, fn: Callable[[BodyReader], object]):
 
 
 def json_line(obj: dict) -> bytes:
+    """One message of an event-like stream (events, stats, wait): JSON and ``"\n"``."""
     return fastjson.dumps(obj).encode() + b"\n"
 
 
+def progress_line(obj: dict) -> bytes:
+    """One message of a progress stream (pull, push, load, import): JSON and ``"\r\n"``."""
+    return fastjson.dumps(obj).encode() + b"\r\n"
+
+
 def error_line(exc: BaseException) -> bytes:
+    """A failure after a progress stream's headers went out, as docker clients read it."""
     msg = exc.message if isinstance(exc, BerthError) else f"internal error: {exc}"
-    return json_line({"errorDetail": {"message": msg}, "error": msg})
+    return progress_line({"errorDetail": {"message": msg}, "error": msg})
 
 
 async def progress_stream(fn: Callable, *args, in_band: bool = False,
@@ -156,7 +172,7 @@ async def progress_stream(fn: Callable, *args, in_band: bool = False,
                 yield error_line(item)
             else:
                 sent = True
-                yield json_line(item)
+                yield progress_line(item)
     finally:
         await task
 

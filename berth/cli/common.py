@@ -86,3 +86,72 @@ def stream_json(ctx, resp, quiet: bool = False) -> int:
         ctx.out.flush()
     return status
 
+
+
+# ----------------------------------------------------------------- inspect and prune, shared
+
+def go_html_safe(text: str) -> str:
+    """``<``, ``>`` and ``&`` as Go's JSON encoder writes them (only ever inside strings)."""
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def dump_json(obj) -> str:
+    """docker's inspect output without --format: indented four spaces, HTML-safe."""
+    import json
+
+    return go_html_safe(json.dumps(obj, indent=4, ensure_ascii=False))
+
+
+def inspect_each(ctx, names: list[str], get, not_found: str | None = None) -> tuple[list, int]:
+    """``get(name)`` for each name → (what was found, exit status); each failure is printed as
+    docker prints it (``not_found`` with ``{}`` for the name, for a 404, when given)."""
+    from .client import APIError
+
+    found, status = [], 0
+    for n in names:
+        try:
+            found.append(get(n))
+        except APIError as e:
+            if not_found is not None and e.status == 404:
+                ctx.err.write(not_found.format(n) + "\n")
+            else:
+                ctx.err.write(f"Error response from daemon: {e.message}\n")
+            status = 1
+    return found, status
+
+
+def print_inspected(ctx, fmt: str, found: list) -> None:
+    """The objects through ``--format``, or as docker's indented JSON."""
+    if fmt:
+        from .format import render
+
+        ctx.out.write(render(fmt, found, {}))
+    else:
+        ctx.out.write(dump_json(found) + "\n")
+
+
+def confirm(ctx, warning: str) -> bool:
+    """docker's prune prompt: only y or yes goes on."""
+    ctx.out.write(warning + "\nAre you sure you want to continue? [y/N] ")
+    ctx.out.flush()
+    import sys
+
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def prune_call(ctx, path: str, filters: dict) -> dict:
+    """POST a prune with its filters (none sent when there are none)."""
+    from berth import fastjson
+
+    return ctx.client.call("POST", path, {"filters": fastjson.dumps(filters)} if filters
+                           else None)
+
+
+def prune_report(ctx, what: str, deleted: list | None, space: int) -> int:
+    """docker's prune output: the removed, then the space they took."""
+    from .format import human_size
+
+    if deleted:
+        ctx.out.write(f"Deleted {what}:\n" + "".join(d + "\n" for d in deleted) + "\n")
+    ctx.out.write(f"Total reclaimed space: {human_size(space, 4)}\n")
+    return 0

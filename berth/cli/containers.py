@@ -15,7 +15,10 @@ import sys
 from berth import fastjson
 
 from .client import APIError, quote
-from .common import Spec
+from .common import Spec, confirm, print_inspected, prune_call, prune_report
+
+# berth.cli.networks imports _dump_json (and confirm) from here
+from .common import dump_json as _dump_json  # noqa: F401
 from .flags import Flag, UsageError
 
 RUN_USAGE = "berth run [OPTIONS] IMAGE [COMMAND] [ARG...]"
@@ -593,16 +596,7 @@ def ps(ctx, argv) -> int:
 
 # ------------------------------------------------------------------ inspect
 
-def _dump_json(obj) -> str:
-    import json
-
-    text = json.dumps(obj, indent=4, ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def inspect(ctx, argv, kind: str = "container") -> int:
-    from .format import render
-
     usage = "berth inspect [OPTIONS] NAME|ID [NAME|ID...]" if kind == "any" else \
         "berth container inspect [OPTIONS] CONTAINER [CONTAINER...]"
     spec = Spec(usage, "Return low-level information on objects", [
@@ -644,11 +638,7 @@ def inspect(ctx, argv, kind: str = "container") -> int:
                 ctx.err.write(f"Error: No such object: {n}\n")
             continue
         found.append(obj)
-    if opts["format"]:
-        out = render(opts["format"], found, {})
-        ctx.out.write(out)
-    else:
-        ctx.out.write(_dump_json(found) + "\n")
+    print_inspected(ctx, opts["format"], found)
     return status
 
 
@@ -1060,27 +1050,9 @@ def prune(ctx, argv) -> int:
     if not opts["force"] and not confirm(ctx, "WARNING! This will remove all stopped "
                                               "containers."):
         return 0
-    filters = parse_filter_flags(opts["filter"])
-    res = ctx.client.call("POST", "/containers/prune",
-                          {"filters": fastjson.dumps(filters)} if filters else None)
+    res = prune_call(ctx, "/containers/prune", parse_filter_flags(opts["filter"]))
     return prune_report(ctx, "Containers", res.get("ContainersDeleted"),
                         res.get("SpaceReclaimed", 0))
-
-
-def confirm(ctx, warning: str) -> bool:
-    ctx.out.write(warning + "\nAre you sure you want to continue? [y/N] ")
-    ctx.out.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
-
-
-def prune_report(ctx, what: str, deleted: list | None, space: int) -> int:
-    """docker's prune output: the removed, then the space they took."""
-    from .format import human_size
-
-    if deleted:
-        ctx.out.write(f"Deleted {what}:\n" + "".join(d + "\n" for d in deleted) + "\n")
-    ctx.out.write(f"Total reclaimed space: {human_size(space, 4)}\n")
-    return 0
 
 
 COMMANDS = {"run": run, "create": create, "start": start, "stop": stop, "restart": restart,

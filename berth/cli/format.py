@@ -13,6 +13,27 @@ from .gotemplate import NO_VALUE, Template, TemplateError, go_json, go_str  # no
 
 # ---------------------------------------------------------------------- human-readable values
 
+# time.Time{}.Unix(): the Created dockerd reports for an image (or a history step) with no time
+ZERO_UNIX = -62135596800
+
+
+def go_time(ts: int) -> str:
+    """Go's ``time.Unix(ts, 0).String()`` in UTC (``0001-01-01 00:00:00 +0000 UTC`` for the
+    zero time: the year keeps its four digits, which strftime's %Y does not)."""
+    import time
+
+    t = time.gmtime(ts)
+    return f"{t.tm_year:04d}-" + time.strftime("%m-%d %H:%M:%S +0000 UTC", t)
+
+
+def go_rfc3339(ts: int) -> str:
+    """Go's ``time.Unix(ts, 0).Format(time.RFC3339)`` in UTC."""
+    import time
+
+    t = time.gmtime(ts)
+    return f"{t.tm_year:04d}-" + time.strftime("%m-%dT%H:%M:%SZ", t)
+
+
 _DECIMAL = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
 
 

@@ -8,9 +8,9 @@ import time
 from berth import fastjson
 
 from .client import APIError
-from .common import Spec, stream_json
+from .common import Spec, confirm, dump_json, go_html_safe, prune_call, stream_json
 from .flags import Flag
-from .format import human_duration, human_size, render
+from .format import ZERO_UNIX, go_rfc3339, go_time, human_duration, human_size, render
 from .system import parse_filter_flags
 
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
@@ -25,8 +25,10 @@ def _short_id(image_id: str, no_trunc: bool = False) -> str:
     return image_id.split(":", 1)[-1][:12]
 
 
-def _created_at(ts: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(ts))
+# docker's history shows no age for a time before this (time.Date(2000, 1, 1, ...))
+_HISTORY_EPOCH = 946684800
+# docker's default images tables: an image with no creation time shows N/A
+_CREATED = "{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}"
 
 
 def _split_repo_tag(ref: str) -> tuple[str, str]:
@@ -54,11 +56,13 @@ def image_rows(images: list[dict], digests: bool, no_trunc: bool) -> list[dict]:
                 continue
             repo, _, d = rd.partition("@")
             dgs.setdefault(repo, []).append(d)
-        created = img.get("Created", 0)
+        created = img.get("Created", ZERO_UNIX)
         base = {
             "ID": _short_id(img["Id"], no_trunc),
-            "CreatedSince": human_duration(now - created) + " ago" if created else "N/A",
-            "CreatedAt": _created_at(created),
+            # docker's imageContext: empty for Go's zero time (the tables print N/A for it)
+            "CreatedSince": "" if created == ZERO_UNIX else
+            human_duration(now - created) + " ago",
+            "CreatedAt": go_time(created),
             "Size": human_size(img.get("Size", 0)),
             # docker's formatter: Size with 3 significant digits, the others with 4
             "VirtualSize": human_size(img.get("VirtualSize", img.get("Size", 0)), 4),
@@ -114,10 +118,10 @@ def ls(ctx, argv) -> int:
         fmt = "{{.ID}}"
     elif not fmt or fmt == "table":
         if opts["digests"]:
-            fmt = ("table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}"
-                   "\t{{.Size}}")
+            fmt = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t" + _CREATED + \
+                "\t{{.Size}}"
         else:
-            fmt = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+            fmt = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t" + _CREATED + "\t{{.Size}}"
     elif fmt == "json":
         fmt = "{{json .}}"
     ctx.out.write(render(fmt, rows, IMAGE_HEADERS, context="*formatter.imageContext"))
@@ -328,11 +332,14 @@ def history(ctx, argv) -> int:
         hid = h["Id"]
         if hid != "<missing>":
             hid = _short_id(hid, opts["no_trunc"])
-        created = h.get("Created", 0)
+        created = h.get("Created", ZERO_UNIX)
+        since = go_rfc3339(created)
+        if opts["human"]:
+            since = "N/A" if created <= _HISTORY_EPOCH else human_duration(now - created) + " ago"
         rows.append({
             "ID": hid,
-            "CreatedSince": human_duration(now - created) + " ago",
-            "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+            "CreatedSince": since,
+            "CreatedAt": go_rfc3339(created),
             "CreatedBy": created_by,
             "Size": human_size(h.get("Size", 0)) if opts["human"] else str(h.get("Size", 0)),
             "Comment": h.get("Comment", ""),
@@ -381,9 +388,7 @@ def inspect(ctx, argv, kind: str = "image") -> int:
             missing.append(f"Error response from daemon: {e.message}\n")
     if opts["format"] == "json":
         # the daemon's JSON as it came (docker keeps its field order), HTML-safe as Go's
-        text = fastjson.dumps(found)
-        ctx.out.write(text.replace("<", "\\u003c").replace(">", "\\u003e")
-                      .replace("&", "\\u0026") + "\n")
+        ctx.out.write(go_html_safe(fastjson.dumps(found)) + "\n")
     elif tmpl is not None:
         out, errors = [], []
         for obj in found:
@@ -405,11 +410,7 @@ def inspect(ctx, argv, kind: str = "image") -> int:
             return 1
         ctx.out.write("".join(out))
     else:
-        import json
-
-        text = json.dumps(found, indent=4, ensure_ascii=False)
-        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        ctx.out.write(text + "\n")
+        ctx.out.write(dump_json(found) + "\n")
     if missing:
         ctx.out.flush()
         ctx.err.write("".join(missing))
@@ -467,16 +468,12 @@ def prune(ctx, argv) -> int:
     opts, _ = parsed
     filters = parse_filter_flags(opts["filter"])
     filters["dangling"] = ["false" if opts["all"] else "true"]
-    if not opts["force"]:
-        warning = ("WARNING! This will remove all images without at least one container "
-                   "associated to them." if opts["all"] else
-                   "WARNING! This will remove all dangling images.")
-        ctx.out.write(warning + "\nAre you sure you want to continue? [y/N] ")
-        ctx.out.flush()
-        answer = sys.stdin.readline().strip().lower()
-        if answer not in ("y", "yes"):
-            return 0
-    res = ctx.client.call("POST", "/images/prune", {"filters": fastjson.dumps(filters)})
+    if not opts["force"] and not confirm(
+            ctx, "WARNING! This will remove all images without at least one container "
+            "associated to them." if opts["all"] else
+            "WARNING! This will remove all dangling images."):
+        return 0
+    res = prune_call(ctx, "/images/prune", filters)
     deleted = res.get("ImagesDeleted") or []
     if deleted:
         ctx.out.write("Deleted Images:\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from berth import fastjson
 
 from .client import APIError
-from .common import Spec
+from .common import Spec, confirm, inspect_each, print_inspected, prune_call, prune_report
 from .flags import Flag
 from .format import render
 from .system import parse_filter_flags
@@ -76,20 +76,9 @@ def inspect(ctx, argv) -> int:
     if parsed is None:
         return 0
     opts, names = parsed
-    found, status = [], 0
-    for n in names:
-        try:
-            found.append(ctx.client.get_json(f"/volumes/{n}"))
-        except APIError as e:
-            ctx.err.write(f"Error response from daemon: {e.message}\n" if e.status != 404
-                          else f"Error: No such volume: {n}\n")
-            status = 1
-    if opts["format"]:
-        ctx.out.write(render(opts["format"], found, {}))
-    else:
-        from .containers import _dump_json
-
-        ctx.out.write(_dump_json(found) + "\n")
+    found, status = inspect_each(ctx, names, lambda n: ctx.client.get_json(f"/volumes/{n}"),
+                                 "Error: No such volume: {}")
+    print_inspected(ctx, opts["format"], found)
     return status
 
 
@@ -121,16 +110,13 @@ def prune(ctx, argv) -> int:
     if parsed is None:
         return 0
     opts, _ = parsed
-    from .containers import confirm, prune_report
-
     if not opts["force"] and not confirm(ctx, "WARNING! This will remove anonymous local "
                                               "volumes not used by at least one container."):
         return 0
     filters = parse_filter_flags(opts["filter"])
     if opts["all"]:
         filters["all"] = ["true"]
-    res = ctx.client.call("POST", "/volumes/prune",
-                          {"filters": fastjson.dumps(filters)} if filters else None)
+    res = prune_call(ctx, "/volumes/prune", filters)
     return prune_report(ctx, "Volumes", res.get("VolumesDeleted"),
                         res.get("SpaceReclaimed", 0))
 

@@ -13,7 +13,6 @@ The container is paused while its layer is read unless asked otherwise (Docker's
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
@@ -145,20 +144,9 @@ def commit(service, c, repo: str, tag: str, comment: str, author: str,
             new["author"] = author
         if comment:
             new["comment"] = comment
-        raw = json.dumps(new, separators=(",", ":")).encode()
-        cdigest = store.content.write_blob(raw)
-        lease.blobs.add(cdigest)
         layers = list(parent["layers"]) + [{"mediaType": img_mod.MT_OCI_LAYER, "digest": diff_id,
                                             "size": size}]
-        manifest = images._write_manifest(cdigest, len(raw), layers, lease)
-        rec = {"id": cdigest,
-               "config": {"mediaType": img_mod.MT_OCI_CONFIG, "digest": cdigest,
-                          "size": len(raw)},
-               "manifest": manifest, "layers": layers, "diff_ids": diffs, "chain_ids": chain,
-               "loaded": now}
-        store.put(rec)
-        if ref is not None:
-            store.set_ref(str(ref), cdigest)
+        cdigest = images.add_image(new, layers, chain, lease, ref)
     attrs = {"comment": comment, "imageID": cdigest, "imageRef": str(ref) if ref else "",
              **service._event_attrs(c)}
     service.events.publish("container", "commit", c.id, attrs)

@@ -1373,8 +1373,9 @@ def _ns_rfc3339(ns) -> str | None:
 def _wait_result(c: Container) -> dict:
     # dockerd clears the error when the container is removed (State.SetRemoved)
     err = "" if c.removed else c.state.get("Error") or ""
-    return {"StatusCode": c.state.get("ExitCode", 0),
-            "Error": {"Message": err} if err else None}
+    # the order of dockerd's WaitResponse
+    return {"Error": {"Message": err} if err else None,
+            "StatusCode": c.state.get("ExitCode", 0)}
 
 
 def _wake(futs: list, value) -> None:

@@ -53,6 +53,15 @@ def _rfc3339(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + frac + "Z"
 
 
+# time.Time{}.Unix(): dockerd's Created (/images/json, history) for an image with no time
+ZERO_UNIX = -62135596800
+
+
+def unix_created(s: str | None) -> int:
+    """A config's or history step's ``created`` as the API's Unix seconds."""
+    return int(parse_time(s)) if s else ZERO_UNIX
+
+
 def parse_time(s: str | None) -> float:
     if not s:
         return 0.0
@@ -307,7 +316,7 @@ class ImageService:
         none = not tags and not digests
         return {
             "Containers": -1,
-            "Created": int(parse_time(config.get("created"))),
+            "Created": unix_created(config.get("created")),
             "Id": rec["id"],
             "Labels": labels,
             "ParentId": "",
@@ -444,7 +453,7 @@ class ImageService:
                 size = sizes[li] if li < len(sizes) else 0
                 li += 1
             out.append({"Comment": h.get("comment", ""),
-                        "Created": int(parse_time(h.get("created"))),
+                        "Created": unix_created(h.get("created")),
                         "CreatedBy": h.get("created_by", ""), "Id": "<missing>",
                         "Size": size, "Tags": None})
         out.reverse()
@@ -744,6 +753,28 @@ class ImageService:
             if layer["digest"] == d:
                 self.store.drop_layer_blob(d)
 
+    def add_image(self, config: dict, layers: list[dict], chain: list[str], lease,
+                  ref: refs.Reference | None = None) -> str:
+        """Record an image made on this host (import, commit): ``config`` (with its
+        ``created`` and ``rootfs.diff_ids``) as a blob, an OCI manifest over ``layers``
+        (blobs or snapshots already stored under ``lease``, ``chain`` their snapshots), the
+        image's record and, given ``ref``, its tag (with the tag time dockerd shows as
+        Metadata.LastTagTime); → the image ID. Events are the caller's: their order differs."""
+        raw = json.dumps(config, separators=(",", ":")).encode()
+        cdigest = self.store.content.write_blob(raw)
+        lease.blobs.add(cdigest)
+        manifest = self._write_manifest(cdigest, len(raw), layers, lease)
+        rec = {"id": cdigest,
+               "config": {"mediaType": MT_OCI_CONFIG, "digest": cdigest, "size": len(raw)},
+               "manifest": manifest, "layers": layers, "diff_ids": config["rootfs"]["diff_ids"],
+               "chain_ids": chain, "loaded": config["created"]}
+        if ref is not None:
+            rec["last_tag_time"] = config["created"]
+        self.store.put(rec)
+        if ref is not None:
+            self.store.set_ref(str(ref), cdigest)
+        return cdigest
+
     def _write_manifest(self, config: str, config_size: int, layers: list[dict],
                         lease) -> dict:
         manifest = {"schemaVersion": 2, "mediaType": MT_OCI_MANIFEST,
@@ -873,20 +904,8 @@ class ImageService:
             config = {"architecture": arch, "comment": comment, "config": cfg, "created": now,
                       "history": [{"created": now, "comment": comment}], "os": "linux",
                       "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
-            raw = json.dumps(config, separators=(",", ":")).encode()
-            cdigest = self.store.content.write_blob(raw)
-            lease.blobs.add(cdigest)
             layers = [{"mediaType": MT_OCI_LAYER, "digest": diff_id, "size": size}]
-            manifest = self._write_manifest(cdigest, len(raw), layers, lease)
-            rec = {"id": cdigest,
-                   "config": {"mediaType": MT_OCI_CONFIG, "digest": cdigest, "size": len(raw)},
-                   "manifest": manifest, "layers": layers, "diff_ids": [diff_id],
-                   "chain_ids": [diff_id], "loaded": now}
-            if ref is not None:
-                rec["last_tag_time"] = now
-            self.store.put(rec)
-            if ref is not None:
-                self.store.set_ref(str(ref), cdigest)
+            cdigest = self.add_image(config, layers, [diff_id], lease, ref)
         # dockerd's order: the tag, then the import
         if ref is not None:
             self.events.publish("image", "tag", cdigest,

@@ -317,10 +317,11 @@ class NetworkManager:
             for n in self.networks.values():
                 if n.default:
                     return n
+        bip = self.default_subnet or self._adopt_stale_default()
         subnet = gateway = None
-        if self.default_subnet:
-            addr, _, plen = self.default_subnet.partition("/")
-            sn = ipam.network(self.default_subnet)
+        if bip:
+            addr, _, plen = bip.partition("/")
+            sn = ipam.network(bip)
             subnet = str(sn)
             if ipam.address(addr) != sn.network_address:
                 gateway = addr
@@ -328,6 +329,20 @@ class NetworkManager:
                            options={OPT_BRIDGE_NAME: self.default_bridge, OPT_DEFAULT: "true",
                                     OPT_ICC: "true", OPT_MASQ: "true", OPT_HOST_IP: "0.0.0.0",
                                     OPT_MTU: str(self.default_mtu or 1500)})
+
+    def _adopt_stale_default(self) -> str | None:
+        """A default bridge left on the host with nothing attached (berthd stopped, its root
+        since removed or another one used): made anew on the address it had, as dockerd adopts
+        docker0, instead of refusing to start. Its ``gateway/prefix``, or None."""
+        nl = self._nl()
+        old = nl.link(self.default_bridge)
+        if old is None or old.kind != "bridge" or any(lk.master == old.index
+                                                      for lk in nl.links()):
+            return None  # absent, or in use: create() says so
+        bip = next((f"{ip}/{plen}" for idx, ip, plen in nl.addrs()
+                    if idx == old.index and ":" not in ip), None)
+        nl.del_link(self.default_bridge)
+        return bip
 
     def create(self, name: str, *, subnet: str | None = None, gateway: str | None = None,
                ip_range: str | None = None, internal: bool = False,

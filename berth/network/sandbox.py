@@ -191,3 +191,7 @@ class SandboxPool:
             spares, self.ready = self.ready, []
         for p in spares:
             destroy(p)
+        # Spares never outlive the daemon (a container's namespace lives elsewhere), so their
+        # directory's self-bind goes too: a run dir removed after berthd stops must not be busy.
+        if not list_dir(self.dir):
+            release_dir(self.dir)

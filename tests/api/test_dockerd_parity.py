@@ -6,8 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -126,8 +124,7 @@ def test_untagging_the_last_tag_drops_the_repositorys_digests(pair, tmp_path):
     """A pulled image keeps repo@digest; removing its last repo:tag drops that too."""
     if not shutil.which("skopeo") or not shutil.which("docker-registry"):
         pytest.skip("needs skopeo and the reference registry")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "distribution"))
-    from regprocs import start_reference_registry
+    from tests.distribution.regprocs import start_reference_registry
 
     b, d, name = pair
     reg = start_reference_registry(tmp_path / "reg")
@@ -177,3 +174,74 @@ def test_prune_label_not_filter(berthd):
     left = _out(berthd.docker("images", "--format", "{{.ID}}", "--filter", "dangling=true"))
     kept = _out(berthd.docker("images", "-q", "--filter", "label=keep=yes"))
     assert left.split() == kept.split() and len(kept.split()) == 1
+
+
+@pytest.fixture
+def timeless(berthd, dockerd):
+    """(berthd, dockerd, name): NAME:none, an image whose config and first history step have
+    no `created` (the second step is from 1999), and NAME:epoch, created at the Unix epoch."""
+    name = f"tl{os.urandom(3).hex()}"
+    layers = [layer_tar([("file", "a", b"a" * 100)]), layer_tar([("file", "b", b"b" * 10)])]
+    diff_ids = [f"sha256:{__import__('hashlib').sha256(x).hexdigest()}" for x in layers]
+    base = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    none = dict(base, history=[{"created_by": "step 0"},
+                               {"created": "1999-12-31T00:00:00Z", "created_by": "step 1"}])
+    epoch = dict(base, created="1970-01-01T00:00:00Z",
+                 history=[{"created": "1970-01-01T00:00:00Z", "created_by": f"s{i}"}
+                          for i in range(2)])
+    for e in (berthd, dockerd):
+        for tag, cfg in (("none", none), ("epoch", epoch)):
+            e.docker("load", input=docker_archive([(layers, [f"{name}:{tag}"])],
+                                                  config=json.dumps(cfg).encode()))
+    try:
+        yield berthd, dockerd, name
+    finally:
+        left = _out(dockerd.docker("images", "-q", "--no-trunc", "--filter",
+                                   f"reference={name}*", check=False)).split()
+        if left:
+            dockerd.docker("rmi", "-f", *sorted(set(left)), check=False)
+
+
+def test_an_image_without_created_time_shows_as_on_dockerd(timeless):
+    """No `created`: Go's zero time in the API (inspect 0001-01-01T00:00:00Z, Created
+    -62135596800 in the list and history), N/A in the docker CLI's tables — not "56 years
+    ago" — and the same from the berth CLI and docker-py."""
+    import docker
+
+    b, d, name = timeless
+
+    def listed(e, ref: str) -> list[int]:
+        q = "/v1.41/images/json?filters=" + quote(json.dumps({"reference": [ref]}))
+        return [i["Created"] for i in _api(e, q)[1]]
+
+    for tag in ("none", "epoch"):
+        assert listed(b, f"{name}:{tag}") == listed(d, f"{name}:{tag}")
+        ours, theirs = (_api(e, f"/v1.41/images/{name}:{tag}/history")[1] for e in (b, d))
+        assert [h["Created"] for h in ours] == [h["Created"] for h in theirs]
+        ours, theirs = (_api(e, f"/v1.41/images/{name}:{tag}/json")[1] for e in (b, d))
+        assert ours["Created"] == theirs["Created"]
+    assert listed(b, f"{name}:none") == [-62135596800]
+    assert _api(b, f"/v1.41/images/{name}:none/json")[1]["Created"] == "0001-01-01T00:00:00Z"
+    for tag in ("none", "epoch"):
+        ref = f"{name}:{tag}"
+        for args in (["images", ref], ["images", "--format", "{{.CreatedSince}}|{{.CreatedAt}}",
+                                       ref],
+                     ["images", "--format", "json", ref], ["history", ref],
+                     ["history", "--format", "json", ref],
+                     ["history", "-H=false", ref],
+                     ["history", "--format", "{{.CreatedSince}}|{{.CreatedAt}}", ref]):
+            theirs = _out(d.docker(*args))
+            assert _out(b.docker(*args)) == theirs, args
+            assert _out(b.berth(*args)) == theirs, args
+    assert "N/A" in _out(b.berth("images", f"{name}:none")).splitlines()[1]
+    assert "years ago" in _out(b.berth("images", f"{name}:epoch")).splitlines()[1]
+    got = []
+    for e in (b, d):
+        c = docker.DockerClient(base_url=e.host)
+        try:
+            img = c.images.get(f"{name}:none")
+            got.append((img.attrs["Created"], [h["Created"] for h in img.history()]))
+        finally:
+            c.close()
+    assert got[0] == got[1] == ("0001-01-01T00:00:00Z", [946598400, -62135596800])

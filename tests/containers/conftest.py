@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import _start_berthd  # the root conftest (tests/conftest.py)
+
+from tests.conftest import _start_berthd  # the root conftest (tests/conftest.py)
 
 CGROUP_PARENT = f"berth-test-{os.getpid()}"
 

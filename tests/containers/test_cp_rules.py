@@ -8,7 +8,8 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import REPO
+
+from tests.conftest import REPO
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 

@@ -3,7 +3,8 @@ berth's own code whichever directory berthd was started from: a ``berth`` packag
 directory (a checkout of another version, or a directory others can write) is never imported."""
 
 import pytest
-from conftest import _start_berthd
+
+from tests.conftest import _start_berthd
 
 from .conftest import remove_cgroup_parent
 

@@ -74,6 +74,9 @@ def test_diff_commit_export(bd, tmp_path):
     assert out == "gone\ny\n"
     hist = bd.berth("history", "--format", "{{.Comment}}", "committed:1").stdout
     assert hist.splitlines()[0] == "changed"
+    # a tagged commit has a tag time, as on dockerd (an untagged one has Go's zero time)
+    tagged = bd.berth("image", "inspect", "-f", "{{.Metadata.LastTagTime}}", "committed:1")
+    assert tagged.stdout.strip() not in ("", "0001-01-01 00:00:00 +0000 UTC")
     exported = tmp_path / "exp.tar"
     bd.berth("export", "-o", str(exported), "chg")
     with tarfile.open(exported) as t:

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Berthd
+
+from tests.conftest import Berthd
 
 from .conftest import CGROUP_PARENT, leftovers
 

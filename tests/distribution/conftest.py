@@ -1,15 +1,12 @@
 """Fixtures for the distribution tests (the helpers they use are in regprocs.py)."""
 
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from regprocs import start_berth_registry, start_reference_registry  # noqa: E402
+from .regprocs import start_berth_registry, start_reference_registry
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Helpers of the distribution tests: berth's registry and the reference registry as real
 processes on loopback ports chosen at run time, each on its own temporary root; htpasswd files,
-self-signed certificates, the access log. (Not in conftest.py: every test area has a conftest
-module, and ``from conftest import`` would find whichever was imported last.)
+self-signed certificates, the access log. (Not in conftest.py: fixtures live there, helpers
+that tests and bench scripts import live here.)
 """
 
 import shutil
@@ -13,8 +13,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable

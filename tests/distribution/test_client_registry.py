@@ -12,15 +12,6 @@ import shutil
 
 import pytest
 from aiohttp import web
-from imagegen import make_layout
-from regapi import Api, sha
-from regprocs import (
-    access_log,
-    htpasswd_file,
-    self_signed,
-    start_berth_registry,
-    start_reference_registry,
-)
 
 from berth.distribution import media
 from berth.distribution.client import (
@@ -38,6 +29,16 @@ from berth.distribution.pull import Puller
 from berth.distribution.push import Pusher
 from berth.distribution.reference import parse
 from berth.distribution.settings import RegistrySettings
+
+from .imagegen import make_layout
+from .regapi import Api, sha
+from .regprocs import (
+    access_log,
+    htpasswd_file,
+    self_signed,
+    start_berth_registry,
+    start_reference_registry,
+)
 
 pytestmark = pytest.mark.interop
 

@@ -9,10 +9,11 @@ import os
 import threading
 
 import pytest
-from imagegen import layer_tar, make_layout
-from regapi import Api, sha
-from regprocs import access_log, htpasswd_file, start_berth_registry, start_reference_registry
-from test_client_registry import Faulty
+
+from .imagegen import layer_tar, make_layout
+from .regapi import Api, sha
+from .regprocs import access_log, htpasswd_file, start_berth_registry, start_reference_registry
+from .test_client_registry import Faulty
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 
@@ -343,14 +344,9 @@ def test_pull_all_tags_and_zstd_layers(berth_registry, berthd, tmp_path):
 
 
 def _root_conftest():
-    import importlib.util
-    from pathlib import Path
+    from tests import conftest
 
-    spec = importlib.util.spec_from_file_location(
-        "root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
-    root_conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(root_conftest)
-    return root_conftest
+    return conftest
 
 
 def test_berthd_registry_mirror_flag(berth_registry, tmp_path):

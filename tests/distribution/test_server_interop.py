@@ -12,9 +12,10 @@ import time
 import uuid
 
 import pytest
-from imagegen import make_layout
-from regapi import Api, sha
-from regprocs import htpasswd_file, self_signed, start_berth_registry
+
+from .imagegen import make_layout
+from .regapi import Api, sha
+from .regprocs import htpasswd_file, self_signed, start_berth_registry
 
 pytestmark = pytest.mark.interop
 
@@ -48,7 +49,7 @@ def test_skopeo_roundtrip_and_mount(shared_registry, tmp_path):
     # a copy to a second repository mounts the layers instead of uploading them
     skopeo("copy", "--src-tls-verify=false", "--dest-tls-verify=false",
            f"docker://{host}/sk/app:1", f"docker://{host}/sk/other:2")
-    from regprocs import access_log
+    from .regprocs import access_log
 
     mounts = [p for m, p, s, _ in access_log(shared_registry)
               if m == "POST" and p.startswith("/v2/sk/other/") and "mount=" in p and s == 201]

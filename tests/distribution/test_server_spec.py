@@ -8,8 +8,9 @@ import os
 import uuid
 
 import pytest
-from regapi import Api, sha
-from regprocs import start_berth_registry, start_reference_registry
+
+from .regapi import Api, sha
+from .regprocs import start_berth_registry, start_reference_registry
 
 pytestmark = pytest.mark.interop
 
@@ -232,7 +233,7 @@ def test_a_reference_that_is_no_tag_names_no_manifest(api):
 def test_unauthorized_body_keeps_its_message_for_docker(tmp_path):
     """docker's client drops an error's message when it equals the code's own and the detail
     is null, and prints a bare "unauthorized"; both registries send the access asked for."""
-    from regprocs import htpasswd_file
+    from .regprocs import htpasswd_file
 
     pw = htpasswd_file(tmp_path / "htpasswd", {"u": "p"})
     for start in (start_berth_registry, start_reference_registry):

@@ -10,9 +10,10 @@ import json
 import socket
 
 import pytest
-from imagegen import make_layout
-from regapi import Api, sha
-from regprocs import free_port, htpasswd_file, start_berth_registry
+
+from .imagegen import make_layout
+from .regapi import Api, sha
+from .regprocs import free_port, htpasswd_file, start_berth_registry
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 
@@ -220,7 +221,7 @@ def test_artifacts_are_not_pulled_as_images(daemons, berth_registry):
 
 
 def test_corrupt_layer_reads_as_dockerd(daemons):
-    from test_daemon import _faulty
+    from .test_daemon import _faulty
 
     ft = _faulty("corrupt", "parity-corrupt", 50_000)
     try:

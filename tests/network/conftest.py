@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from daemonkit import CGROUP_PARENT, State, clean
-from netkit import FakeUpstream, Net, leftovers
+
+from .daemonkit import CGROUP_PARENT, State, clean
+from .netkit import FakeUpstream, Net, leftovers
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import threading
 import time
 
 import pytest
-from daemonkit import State, free_port, http_get
+
+from .daemonkit import State, free_port, http_get
 
 pytestmark = pytest.mark.root
 

@@ -13,7 +13,8 @@ import secrets
 
 import docker
 import pytest
-from daemonkit import free_port, http_get
+
+from .daemonkit import free_port, http_get
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from daemonkit import CGROUP_PARENT, State, clean, free_port, http_get
 
 from tests.conftest import Berthd
+
+from .daemonkit import CGROUP_PARENT, State, clean, free_port, http_get
 
 pytestmark = pytest.mark.root
 

@@ -17,7 +17,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from daemonkit import CGROUP_PARENT, State, clean
+
+from .daemonkit import CGROUP_PARENT, State, clean
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 

@@ -13,11 +13,12 @@ import threading
 import time
 
 import pytest
-from netkit import dns_query, free_port
 
 from berth.errors import Conflict, FailedPrecondition, InvalidArgument, PermissionDenied
 from berth.network.ipam import NoAddress
 from berth.network.ports import PortBinding, PortInUse, parse_publish
+
+from .netkit import dns_query, free_port
 
 pytestmark = pytest.mark.root
 

@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from shimkit import Env, zygote_process
+
+from .shimkit import Env, zygote_process
 
 
 def _berth_runtime() -> str | None:

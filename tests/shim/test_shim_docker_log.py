@@ -4,7 +4,8 @@ shim must give the same records (log text, stream, splitting), times in the same
 import re
 
 import pytest
-from shimkit import launched, log_records, run
+
+from .shimkit import launched, log_records, run
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 

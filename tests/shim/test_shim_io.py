@@ -6,9 +6,10 @@ import os
 import time
 
 import pytest
-from shimkit import launched, log_records, run
 
 from berth.shim import client, proto
+
+from .shimkit import launched, log_records, run
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 

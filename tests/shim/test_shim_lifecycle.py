@@ -7,10 +7,11 @@ import os
 import time
 
 import pytest
-from shimkit import alive, finish, launched, leftover_cgroups, log_records, run
 
 from berth import errors
 from berth.shim import client, proto
+
+from .shimkit import alive, finish, launched, leftover_cgroups, log_records, run
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 

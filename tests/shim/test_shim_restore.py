@@ -11,9 +11,10 @@ import sys
 import time
 
 import pytest
-from shimkit import alive, leftover_cgroups, log_records, run, wait_for
 
 from berth.shim import client
+
+from .shimkit import alive, leftover_cgroups, log_records, run, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
 

@@ -6,24 +6,12 @@ import os
 import time
 
 import pytest
-from shimkit import run, zygote_process
 
 from berth.shim import client, launch
 
+from .shimkit import children_of, run, zygote_process
+
 pytestmark = [pytest.mark.root, pytest.mark.interop]
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(name))
-            except (OSError, IndexError):
-                pass
-    return out
 
 
 def _fds(pid: int) -> list[str]:
@@ -41,12 +29,12 @@ def _settled(proc, d: str) -> None:
     """Wait out every idle rehearsal: then the zygote has no child and only its own files."""
     deadline = time.monotonic() + launch.REHEARSALS * 0.5 + 5
     while time.monotonic() < deadline:
-        if not _children(proc.pid) and os.listdir(d) == ["zygote.sock"]:
+        if not children_of(proc.pid) and os.listdir(d) == ["zygote.sock"]:
             time.sleep(launch.REHEARSAL_IDLE / 1000 * 3)
-            if not _children(proc.pid) and os.listdir(d) == ["zygote.sock"]:
+            if not children_of(proc.pid) and os.listdir(d) == ["zygote.sock"]:
                 return
         time.sleep(0.05)
-    raise AssertionError(f"zygote not settled: children {_children(proc.pid)}, {os.listdir(d)}")
+    raise AssertionError(f"zygote not settled: children {children_of(proc.pid)}, {os.listdir(d)}")
 
 
 def test_rehearsals_leave_nothing_behind(own_zygote):

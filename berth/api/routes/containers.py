@@ -19,7 +19,7 @@ from berth.engine.containers import NotModified, PendingAttach
 from berth.errors import Conflict, InvalidArgument
 
 from ..http import HijackResponse, Request, Response, StreamResponse, json_response, no_content
-from ..streams import run_sync
+from ..streams import json_line, run_sync
 from .system import parse_filters
 
 log = logging.getLogger("berth.api")
@@ -301,7 +301,7 @@ def register(router, engine) -> None:
         pids = await run_sync(stats_mod.pids_of, c.state["Pid"])
         return json_response(await run_sync(stats_mod.top, pids, req.arg("ps_args")))
 
-    async def stats(req: Request) -> StreamResponse:
+    async def stats(req: Request) -> Response | StreamResponse:
         c = svc.get(req.params["id"])
         stream = req.flag("stream", True)
         one_shot = req.flag("one-shot")
@@ -315,26 +315,34 @@ def register(router, engine) -> None:
             s["id"] = c.id
             return s
 
+        def paired(s: dict, prev: dict | None) -> dict:
+            s["precpu_stats"] = prev["cpu_stats"] if prev else stats_mod.empty_cpu()
+            s["preread"] = prev["read"] if prev else stats_mod.ZERO
+            return s
+
+        if not stream:
+            # one document, as dockerd answers stream=0: Content-Type and Content-Length set;
+            # without one-shot, a second sample a second later gives precpu_stats
+            prev = None
+            s = await asyncio.to_thread(sample)
+            if not one_shot and s["read"] != stats_mod.ZERO:
+                prev = s
+                await asyncio.sleep(1.0)
+                s = await asyncio.to_thread(sample)
+            return json_response(paired(s, prev))
+
         async def gen():
             prev = None
             while True:
-                s = await asyncio.to_thread(sample)
-                if prev is None and not stream and not one_shot and s["read"] != "0001-" \
-                        "01-01T00:00:00Z":
-                    prev = s
-                    await asyncio.sleep(1.0)
-                    continue
-                s["precpu_stats"] = prev["cpu_stats"] if prev else stats_mod.empty_cpu()
-                s["preread"] = prev["read"] if prev else stats_mod.ZERO
+                s = paired(await asyncio.to_thread(sample), prev)
                 yield json_line(s)
-                if not stream:
-                    return
                 if not cs.is_running(c.state):
                     return
                 prev = s
                 await asyncio.sleep(1.0)
 
-        return StreamResponse(gen())
+        # dockerd sets no Content-Type on a streamed stats answer
+        return StreamResponse(gen(), content_type="")
 
     async def changes(req: Request) -> Response:
         c = svc.get(req.params["id"])
@@ -412,12 +420,6 @@ async def _end(writer) -> None:
             writer.write_eof()
     except (ConnectionError, OSError, RuntimeError):
         pass
-
-
-def json_line(obj) -> bytes:
-    from ..streams import json_line as jl
-
-    return jl(obj)
 
 
 def _now_ns() -> int:
