@@ -83,6 +83,20 @@ class ShimOptions:
         self.restart_count = restart_count
         self.start = start
 
+    def fields(self) -> dict:
+        """The options as JSON-able values (what ``from_fields`` takes back)."""
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> "ShimOptions":
+        """Options that ``fields`` gave, checked already: no paths resolved, no parsing (the
+        shim takes them from its setup worker and runs as little code as it can)."""
+        self = cls.__new__(cls)
+        for k in cls.__slots__:
+            setattr(self, k, fields[k])
+        self.runtime_args = tuple(self.runtime_args)
+        return self
+
     def to_argv(self) -> list[str]:
         """The command line that ``parse_args`` turns back into these options."""
         a = ["--id", self.id, "--bundle", self.bundle, "--run-dir", self.run_dir]

@@ -63,15 +63,28 @@ class _Stream:
 class JsonLog:
     """Appends container output to a json-file log; ``write`` per chunk read, ``end`` at EOF."""
 
-    def __init__(self, path: str, max_size: int = -1, max_file: int = 1) -> None:
+    def __init__(self, path: str, max_size: int = -1, max_file: int = 1, fd: int = -1,
+                 size: int = 0) -> None:
+        """Opens ``path``; or takes ``fd``, open on it already, of ``size`` bytes."""
         self.path = path
         self.max_size = max_size
         self.max_file = max_file
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self._size = os.fstat(self._fd).st_size
+        if fd < 0:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            size = os.fstat(fd).st_size
+        self._fd = fd
+        self._size = size
         self._streams: dict[str, _Stream] = {}
         self._sec = -1
         self._prefix = b""
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    @property
+    def size(self) -> int:
+        return self._size
 
     def _now(self) -> bytes:
         ns = time.time_ns()

@@ -56,7 +56,6 @@ import time
 
 from berth import atomic, fastjson
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound
-from berth.linux.prctl_lite import set_child_subreaper
 
 from . import proto, work
 from .jsonlog import JsonLog
@@ -239,7 +238,7 @@ class Shim:
         self.opts = opts
         self.loop = Loop()
         self.run_dir = opts.run_dir
-        self.sock_path = os.path.join(opts.run_dir, "shim.sock")
+        self.sock_path = opts.run_dir + "/shim.sock"  # (os.path.join would run in the shim)
         self.listener = None
         self.conns: set[Conn] = set()
         self.init: Proc | None = None
@@ -260,38 +259,83 @@ class Shim:
         self.stop_waiters: list[_Deferred] = []
         self.exiting = False
         self.exit_deadline = 0.0
-        self._wake_r = -1
+        self._wake_r = self._wake_w = -1
         self._seq = 0
         self.shim_pid = 0
         self.report_fd = -1  # the launcher's; a worker writes the reply (see _report_ok)
-        self._next_init: Proc | None = None
         self._state_pid = 0  # set only in a worker's copy (see _created_state)
 
-    # -- boot -------------------------------------------------------------------------------
+    # -- set-up: in a worker, then here -------------------------------------------------
 
-    def prepare(self) -> None:
-        """Before the fork: the json-file log and the listening socket."""
+    def set_up(self, report_fd: int) -> tuple[dict, list[int]]:
+        """(In the setup worker, on its own copy) all the first run needs before the shim runs
+        a line: the json-file log, the listening socket, the container created, shim.pid and
+        state.json written, the launcher's reply unless --start follows.
+
+        Returns the summary and fds ``take_over`` wants (listener, json log, the init's);
+        BerthError with nothing left behind.
+        """
         opts = self.opts
         if len(self.sock_path) > SUN_PATH_MAX:
             raise InvalidArgument(f"run dir path too long for a unix socket: {self.run_dir}")
-        if opts.log:
-            try:
-                self.log = JsonLog(opts.log, opts.log_max_size, opts.log_max_file)
-            except OSError as e:
-                raise InvalidArgument(f"cannot open log {opts.log}: {e.strerror}") from None
+        self.shim_pid = os.getppid()
+        self.report_fd = report_fd
         try:
+            if opts.log:
+                try:
+                    self.log = JsonLog(opts.log, opts.log_max_size, opts.log_max_file)
+                except OSError as e:
+                    raise InvalidArgument(f"cannot open log {opts.log}: {e.strerror}") from None
             opts.runtime = which(opts.runtime)  # once, here, not in every worker
             self.tty = work.bundle_terminal(opts.bundle)
-            self._next_init = Proc(self, "", self.tty, opts.stdin_once, opts.stdin)
             for name in ("state.json", "init.pid"):
                 _unlink(os.path.join(self.run_dir, name))
             self._listen()
+            info, fds = work.make_process(opts, "create", self.tty, opts.stdin, "1", None, True)
         except BaseException:
-            self.close()
+            self.close(unlink=True)
             raise
+        self._created_state(info)
+        summary = {"opts": opts.fields(), "tty": self.tty, "init": info,
+                   "log_size": self.log.size if self.log is not None else 0}
+        # The worker's copies close when it exits; the socket object must not close it sooner.
+        mine = [self.listener.detach()]
+        self.listener = None
+        if self.log is not None:
+            mine.append(self.log.fd)
+        return summary, mine + fds
+
+    def take_over(self, summary: dict, fds: list[int]) -> None:
+        """(In the shim) adopt what ``set_up`` made in the worker, its ``fds`` in its order."""
+        opts = self.opts
+        self.shim_pid = os.getpid()
+        self.tty = summary["tty"]
+        self.listener = _socket.socket(fileno=fds[0])
+        self.listener.setblocking(False)
+        if opts.log:
+            self.log = JsonLog(opts.log, opts.log_max_size, opts.log_max_file, fds[1],
+                               summary["log_size"])
+        self._signals()
+        self.loop.watch(fds[0], EPOLLIN, self._on_accept)
+        self.init = self._adopt("", self.tty, opts.stdin, opts.stdin_once, summary["init"],
+                                fds[2 if opts.log else 1:])
+        self.init.log = self.log
+        self.status = "created"
+        # Children that ended before SIGCHLD had its handler (the worker, perhaps the init).
+        self.reap()
+
+    def dispose(self) -> None:
+        """(The zygote's rehearsal, after ``serve``) let go of what a shim leaves to its exit:
+        the signal wakeup pipe and the epoll fd. The signal dispositions are the caller's."""
+        if self._wake_r >= 0:
+            _signal.set_wakeup_fd(-1)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
+        self.loop.close()
 
     def close(self, unlink: bool = False) -> None:
-        """Drop this copy's fds (the zygote's, after the fork; the shim's, on failure)."""
+        """Drop this copy's fds (on failure, in the setup worker)."""
         if self.log is not None:
             self.log.close()
             self.log = None
@@ -301,19 +345,6 @@ class Shim:
             if unlink:
                 _unlink(self.sock_path)
         self.loop.close()
-
-    def boot(self) -> dict:
-        """In the shim, after prepare: the container created; BerthError with nothing left."""
-        set_child_subreaper()
-        self.shim_pid = os.getpid()
-        self.loop.watch(self.listener.fileno(), EPOLLIN, self._on_accept)
-        self._signals()
-        try:
-            self.init = self._create_init()
-        except BaseException:
-            self._unlisten()
-            raise
-        return {"pid": self.shim_pid, "init_pid": self.init.pid, "socket": self.sock_path}
 
     def _listen(self) -> None:
         _unlink(self.sock_path)
@@ -337,11 +368,11 @@ class Shim:
 
     def _signals(self) -> None:
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._wake_r = r
+        self._wake_r, self._wake_w = r, w
         _signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-        _signal.signal(17, _no_op)  # SIGCHLD: the wakeup fd wakes the loop; we reap there
-        for sig in (1, 2, 20, 21, 22):  # HUP INT TSTP TTIN TTOU: no terminal, no job control
-            _signal.signal(sig, _signal.SIG_IGN)
+        # SIGCHLD: the wakeup fd wakes the loop; we reap there. (HUP INT TSTP TTIN TTOU are
+        # ignored since berth.shim.launch made this process.)
+        _signal.signal(17, _no_op)
         self.loop.watch(r, EPOLLIN, self._on_signal)
 
     # -- runs of the init -----------------------------------------------------------------
@@ -362,9 +393,12 @@ class Shim:
                                  xid or str(self._seq), process, not xid,
                                  after=None if xid else self._created_state,
                                  keep=self._report_keep())
-        proc, self._next_init = self._next_init, None
-        if xid or proc is None:
-            proc = Proc(self, xid, tty, stdin_once, stdin)
+        return self._adopt(xid, tty, stdin, stdin_once, info, fds)
+
+    def _adopt(self, xid: str, tty: bool, stdin: bool, stdin_once: bool, info: dict,
+               fds: list[int]) -> Proc:
+        """The process a worker made (``info`` and ``fds`` from berth.shim.work.make_process)."""
+        proc = Proc(self, xid, tty, stdin_once, stdin)
         n = len(info["fds"])
         try:
             proc.adopt(info["pid"], info["fds"], fds[:n])
@@ -644,7 +678,8 @@ class Shim:
 
     def _broadcast(self, ev: dict) -> None:
         data = None
-        for c in self.conns:
+        # A copy: a send to a subscriber whose peer has gone (EPIPE) drops it from the set.
+        for c in list(self.conns):
             if c.subscribed:
                 if data is None:
                     data = proto.frame(proto.EVENT, fastjson.dumps(ev))

@@ -4,15 +4,11 @@ berth-runtime once it exists), a zygote per session, and a per-test Env that cle
 import importlib.util
 import os
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from berth.shim import client
-
-from .shimkit import Env
+from .shimkit import Env, zygote_process
 
 
 def _berth_runtime() -> str | None:
@@ -58,19 +54,5 @@ def zygote():
     """A zygote for the whole session, ended (by its lifeline) at the end."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    d = tempfile.mkdtemp(prefix="bz-", dir="/tmp")
-    path = os.path.join(d, "zygote.sock")
-    argv, env = client.shim_command("zygote", path)
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            start_new_session=True)
-    try:
-        assert proc.stdout.readline() == b"ready\n"
-        yield client.Zygote(path)
-    finally:
-        proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(d, ignore_errors=True)
+    with zygote_process("bz-") as (_, z, _):
+        yield z

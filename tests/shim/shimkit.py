@@ -3,6 +3,7 @@ a tiny driver that runs the async client from synchronous tests.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -158,3 +159,24 @@ def children_of(pid: int) -> list[int]:
                 Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+@contextlib.contextmanager
+def zygote_process(prefix: str):
+    """A zygote of our own, ended by its lifeline: (its Popen, a client.Zygote, its dir)."""
+    d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    path = os.path.join(d, "zygote.sock")
+    argv, env = client.shim_command("zygote", path)
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        yield proc, client.Zygote(path), d
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(d, ignore_errors=True)

@@ -319,3 +319,36 @@ def test_zygote_refuses_bad_requests_and_follows_its_lifeline(tmp_path):
         z.stdin.close()  # the lifeline: EOF ends the zygote
         assert z.wait(10) == 0
     assert not sock.exists()
+
+
+def test_broadcast_survives_a_subscriber_that_has_gone(tmp_path):
+    """An event sent to a subscriber whose peer closed (EPIPE) drops that connection and still
+    reaches the others (it once ended the shim: the set changed size during iteration)."""
+    import socket
+
+    from berth.shim.server import Conn, Shim
+
+    shim = Shim(ShimOptions("c1", str(tmp_path), str(tmp_path)))
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        conns = []
+        for mine, _ in pairs:
+            c = Conn(shim, mine.detach())
+            c.subscribed = True
+            shim.conns.add(c)
+            conns.append(c)
+        pairs[1][1].close()  # the client of the second is gone, the shim has not read its EOF
+        shim._broadcast({"event": "exit", "exit_code": 0})
+        shim._broadcast({"event": "exit", "exit_code": 1})
+        assert conns[1] not in shim.conns and conns[1].fd == -1
+        for i in (0, 2):
+            dec = proto.Decoder()
+            got = [json.loads(p) for k, p in dec.feed(pairs[i][1].recv(65536))
+                   if k == proto.EVENT]
+            assert [e["exit_code"] for e in got] == [0, 1]
+    finally:
+        for c in list(shim.conns):
+            shim.conn_lost(c)
+        shim.dispose()
+        for _, theirs in pairs:
+            theirs.close()
