@@ -73,7 +73,7 @@ def resolv_conf(*, embedded: str | None, dns: list[str] = (), search: list[str] 
         servers = [embedded]
         # As Docker's embedded resolver: ndots:0 unless the user set ndots, so that a short
         # name is asked as it is before any search domain.
-        options = list(options)
+        options = list(options) or h_options
         if not any(o.startswith("ndots:") for o in options):
             options.append("ndots:0")
     else:
@@ -81,9 +81,9 @@ def resolv_conf(*, embedded: str | None, dns: list[str] = (), search: list[str] 
                                 if not s.startswith("127.") and s != "::1"]
         servers = servers or FALLBACK_DNS
         options = list(options) or h_options
-    lines = [f"nameserver {s}" for s in servers]
-    if search:
-        lines.append("search " + " ".join(search))
+    # dockerd's order (libnetwork's resolvconf.Build): search, nameservers, options.
+    lines = ["search " + " ".join(search)] if search else []
+    lines += [f"nameserver {s}" for s in servers]
     if options:
         lines.append("options " + " ".join(options))
     return "\n".join(lines) + "\n"

@@ -84,7 +84,7 @@ def test_etc_files_routes_and_inspect(nd):
     assert "10.231.0.10\tbox1\n" in hosts
     assert "10.1.2.3\textra\n" in hosts and f"{bridge_gw}\tgw\n" in hosts
     assert hosts.startswith("127.0.0.1\tlocalhost\n")
-    assert resolv.splitlines() == ["nameserver 10.231.0.254", "search example.test",
+    assert resolv.splitlines() == ["search example.test", "nameserver 127.0.0.11",
                                    "options timeout:2 ndots:0"]
     assert rest.startswith("box1\n")
     assert "inet 10.231.0.10/24" in rest and "default via 10.231.0.254 dev eth0" in rest
@@ -249,11 +249,10 @@ def test_connect_and_disconnect_a_running_container(nd):
     httpd(nd, "joiner")  # on the default bridge
     nd.berth("network", "connect", "--alias", "extra1", "late-net", "joiner")
     out = nd.berth("exec", "joiner", "sh", "-c", "ip -o -4 addr; cat /etc/resolv.conf").stdout
-    gw = net_inspect(nd, "late-net")["IPAM"]["Config"][0]["Gateway"]
     ip = ip_of(nd, "joiner", "late-net")
     assert f"eth1    inet {ip}/" in out
-    # its first network with a resolver: resolv.conf names it now
-    assert f"nameserver {gw}" in out
+    # its first network with a resolver: resolv.conf names the resolver now
+    assert "nameserver 127.0.0.11" in out
     out = nd.berth("run", "--rm", "--network", "late-net", "busybox", "sh", "-c",
                    "wget -qO- http://joiner:8080/ && wget -qO- http://extra1:8080/").stdout
     assert out == HELLO * 2
@@ -459,3 +458,29 @@ def test_a_restarting_container_keeps_its_network(nd):
     seen = nd.berth("logs", "flappy").stdout.split()
     assert len(seen) == 3 and len(set(seen)) == 1 and seen[0].count(".") == 3, seen
     assert State(nd).sandboxes() == []  # released once it stopped for good
+
+
+def test_resolver_at_127_0_0_11_follows_connect_and_disconnect(nd):
+    """As dockerd's: nameserver 127.0.0.11 whatever the container's networks become (after
+    disconnecting the network it started on, names still resolve), and port 53 of the
+    container stays its own (the resolver's sockets sit on other ports behind a nat rule)."""
+    nd.berth("network", "create", "first-net")
+    nd.berth("network", "create", "second-net")
+    nd.berth("run", "-d", "--name", "peer2", "--network", "second-net", "busybox", "sleep", "300")
+    nd.berth("run", "-d", "--name", "mover", "--network", "first-net", "busybox", "sh", "-c",
+             "httpd -p 53 -h /etc; sleep 300")
+    peer2 = ip_of(nd, "peer2")
+    assert nd.berth("exec", "mover", "cat", "/etc/resolv.conf").stdout == \
+        "nameserver 127.0.0.11\noptions ndots:0\n"
+    assert "NXDOMAIN" in nd.berth("exec", "mover", "nslookup", "peer2", check=False).stdout
+    nd.berth("network", "connect", "second-net", "mover")
+    nd.berth("network", "disconnect", "first-net", "mover")
+    out = nd.berth("exec", "mover", "sh", "-c", "cat /etc/resolv.conf; nslookup peer2; "
+                   "netstat -lnt").stdout
+    assert out.startswith("nameserver 127.0.0.11\n")
+    assert f"Address: {peer2}" in out
+    # the container's own server on port 53 (busybox httpd) is reachable by name, over TCP
+    assert ":::53 " in out or "0.0.0.0:53 " in out
+    r = nd.berth("exec", "peer2", "wget", "-qO-", "http://mover:53/hostname")
+    assert r.stdout.strip() == nd.berth("inspect", "-f", "{{.Config.Hostname}}", "mover"
+                                        ).stdout.strip()

@@ -40,7 +40,7 @@ def test_two_boxes_reach_each_other_by_name_and_alias(net, upstream):
     a = net.box(network=n.name, names=["web"], aliases=["www"])
     b = net.box(network=n.name, names=["client"])
     a.start("httpd", "-f", "-p", "8080", "-h", "/var/www")
-    assert "nameserver " + n.gateway in (b.rootfs / "etc/resolv.conf").read_text()
+    assert "nameserver 127.0.0.11" in (b.rootfs / "etc/resolv.conf").read_text()
 
     r = b.run("ping", "-c1", "-W2", "web")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -313,7 +313,7 @@ def test_bad_input_changes_nothing(net):
         net.mgr.create(net.name("b"), subnet="10.213.10.128/25")
     with pytest.raises(Conflict, match="already exists"):
         net.mgr.create(net.name("a"))
-    with pytest.raises(InvalidArgument, match="invalid subnet"):
+    with pytest.raises(InvalidArgument, match="^Invalid subnet 10.213.300.0/24 : invalid CIDR"):
         net.mgr.create(net.name("c"), subnet="10.213.300.0/24")
     with pytest.raises(InvalidArgument, match="no matching subnet for gateway"):
         net.mgr.create(net.name("c"), subnet="10.213.11.0/24", gateway="10.213.12.1")
@@ -321,14 +321,14 @@ def test_bad_input_changes_nothing(net):
         net.mgr.create(net.name("c"), options={"com.docker.network.bridge.name": "docker0"})
     assert [x.name for x in net.mgr.list()] == [n.name]
     a = net.box(network=None)
-    with pytest.raises(InvalidArgument, match="not a host address"):
+    with pytest.raises(InvalidArgument, match="does not belong to any of this network"):
         net.mgr.attach(a.sid, n.name, ip="10.213.99.5")
-    with pytest.raises(Conflict, match="gateway"):
+    with pytest.raises(Conflict, match="Address already in use"):
         net.mgr.attach(a.sid, n.name, ip="10.213.10.1")
     assert net.mgr.get(n.name).leases.leases == {}
     net.mgr.attach(a.sid, n.name, ip="10.213.10.5")
     b = net.box(network=None)
-    with pytest.raises(Conflict, match="already in use"):
+    with pytest.raises(Conflict, match="Address already in use"):
         net.mgr.attach(b.sid, n.name, ip="10.213.10.5")
     with pytest.raises(PermissionDenied, match="already exists in network"):
         net.mgr.attach(a.sid, n.name)

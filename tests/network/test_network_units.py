@@ -96,10 +96,16 @@ def test_allocation_in_range_and_requested():
     with pytest.raises(ipam.AddressInUse):
         s.allocate("y", "10.1.0.100")
     assert s.allocate("x", "10.1.0.100") == "10.1.0.100"  # same owner: idempotent
-    with pytest.raises(ipam.AddressInUse, match="gateway"):
-        s.allocate("y", "10.1.0.254")
-    with pytest.raises(ipam.InvalidArgument, match="not a host address"):
-        s.allocate("y", "10.1.0.255")
+    # dockerd 20.10's words: the gateway, network and broadcast addresses count as taken
+    for taken in ("10.1.0.254", "10.1.0.255", "10.1.0.0"):
+        with pytest.raises(ipam.AddressInUse, match="^Address already in use$"):
+            s.allocate("y", taken)
+    with pytest.raises(ipam.InvalidArgument, match="^Invalid address 10.2.0.1: It does not "
+                       "belong to any of this network's subnets$"):
+        s.allocate("y", "10.2.0.1")
+    with pytest.raises(ipam.InvalidSubnet, match=r"^failed to allocate gateway \(10.1.0.0\): "
+                       "Address already in use$"):
+        ipam.Subnet("10.1.0.0/24", gateway="10.1.0.0")
     with pytest.raises(ipam.InvalidSubnet, match="not within"):
         ipam.Subnet("10.1.0.0/24", ip_range="10.2.0.0/28")
     with pytest.raises(ipam.InvalidSubnet, match="too small"):
@@ -177,12 +183,17 @@ def test_container_files(tmp_path):
     host = tmp_path / "resolv.conf"
     host.write_text("nameserver 127.0.0.53\nnameserver 10.9.9.9\nsearch corp.example\n"
                     "options edns0\n")
-    assert files.resolv_conf(embedded="172.18.0.1", host_resolv=str(host)) == (
-        "nameserver 172.18.0.1\nsearch corp.example\noptions ndots:0\n")
+    # dockerd's order (search, nameservers, options) and its rebuild on user networks: the
+    # host's search and options kept, ndots:0 added
+    assert files.resolv_conf(embedded="127.0.0.11", host_resolv=str(host)) == (
+        "search corp.example\nnameserver 127.0.0.11\noptions edns0 ndots:0\n")
+    assert files.resolv_conf(embedded="127.0.0.11", options=["ndots:3"],
+                             host_resolv=str(host)) == (
+        "search corp.example\nnameserver 127.0.0.11\noptions ndots:3\n")
     assert files.resolv_conf(embedded=None, host_resolv=str(host)) == (
-        "nameserver 10.9.9.9\nsearch corp.example\noptions edns0\n")
+        "search corp.example\nnameserver 10.9.9.9\noptions edns0\n")
     assert files.resolv_conf(embedded=None, dns=["1.1.1.1"], search=["a.b"],
-                             host_resolv=str(host)).startswith("nameserver 1.1.1.1\nsearch a.b")
+                             host_resolv=str(host)).startswith("search a.b\nnameserver 1.1.1.1")
     host.write_text("nameserver 127.0.0.53\n")
     assert "nameserver 8.8.8.8" in files.resolv_conf(embedded=None, host_resolv=str(host))
     h = files.hosts("web", "172.18.0.2", [("db", "10.0.0.9")])
