@@ -67,12 +67,15 @@ def _endpoint_view(cfg: dict | None) -> dict:
     """What inspect shows of an endpoint the container asked for but does not hold."""
     cfg = cfg or {}
     # EndpointIPAMConfig's fields are omitempty in dockerd: an empty IPv6Address is not shown
-    ipam_cfg = {k: v for k, v in (cfg.get("IPAMConfig") or {}).items() if v} or None
+    ipam_cfg = cfg.get("IPAMConfig")
+    ipam_cfg = {k: v for k, v in ipam_cfg.items() if v} if isinstance(ipam_cfg, dict) else None
     return {"IPAMConfig": ipam_cfg, "Links": cfg.get("Links") or None,
             "Aliases": list(cfg.get("Aliases") or []) or None, "NetworkID": "",
             "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
             "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-            "MacAddress": cfg.get("MacAddress") or "", "DriverOpts": cfg.get("DriverOpts") or None}
+            "MacAddress": cfg.get("MacAddress") or "",
+            # as sent: the docker CLI's connect sends {} (shown so), its run sends nothing
+            "DriverOpts": cfg["DriverOpts"] if isinstance(cfg.get("DriverOpts"), dict) else None}
 
 
 def _check_endpoint_config(name: str, cfg: dict) -> None:
@@ -415,6 +418,12 @@ class NetworkService:
             if eps:
                 raise NetworkModeConflict("conflicting options: container type network can't be "
                                           "used with other networks")
+            # dockerd keeps the joined container by its full id (compose compares it so)
+            try:
+                host["NetworkMode"] = "container:" + \
+                    self.engine.containers.get(mode.split(":", 1)[1]).id
+            except NotFound as e:
+                raise InvalidArgument(e.message) from None
         else:
             primary = _mode_name(mode)
             cfg = dict(eps.pop(primary, None) or eps.pop(mode, None) or {})
@@ -728,7 +737,12 @@ class NetworkService:
             self.events.publish("network", "connect", net.id,
                                 {"container": c.id, "name": name, "type": "bridge"})
         else:
-            ns["Networks"][name] = _endpoint_view(want)
+            view = _endpoint_view(want)
+            if isinstance(net, Network) and not net.default and \
+                    _short(c.id) not in (view["Aliases"] or []):
+                # dockerd's updateNetworkConfig: the short id is an alias on user networks
+                view["Aliases"] = [*(view["Aliases"] or []), _short(c.id)]
+            ns["Networks"][name] = view
             ns["EndpointsConfig"][name] = want
             c.rec["NetworkSettings"] = ns
         self.engine.containers._save(c)
@@ -751,7 +765,9 @@ class NetworkService:
         name = self._name_of(net)
         ns = self._settings(c.rec)
         if name not in ns["Networks"]:
-            raise NotFound(f"container {c.id} is not connected to network {name}")
+            # dockerd's two messages: a stopped container's is "the network"
+            the = "" if cs.is_running(c.state) else "the "
+            raise NotFound(f"container {c.id} is not connected to {the}network {name}")
         if isinstance(net, Network) and any(e.network_id == net.id
                                             for e in self.mgr.endpoints_of(c.id)):
             self.mgr.detach(c.id, net.id)

@@ -273,12 +273,14 @@ def test_connect_and_disconnect_a_running_container(nd):
 def test_connect_while_created_applies_at_start(nd):
     nd.berth("network", "create", "n-a")
     nd.berth("network", "create", "n-b")
-    nd.berth("create", "--name", "two", "--network", "n-a", "busybox", "sleep", "300")
+    cid = nd.berth("create", "--name", "two", "--network", "n-a", "busybox", "sleep", "300"
+                   ).stdout.strip()
     nd.berth("network", "connect", "--ip", "10.0.0.1", "n-b", "two", check=False)
     nd.berth("network", "connect", "--alias", "second", "n-b", "two")
     nets = json.loads(nd.berth("inspect", "-f", "{{json .NetworkSettings.Networks}}",
                                "two").stdout)
-    assert set(nets) == {"n-a", "n-b"} and nets["n-b"]["Aliases"] == ["second"]
+    # as dockerd: the short id is an alias on a user network from the connect on
+    assert set(nets) == {"n-a", "n-b"} and nets["n-b"]["Aliases"] == ["second", cid[:12]]
     nd.berth("start", "two")
     out = nd.berth("exec", "two", "ip", "-o", "-4", "addr").stdout
     assert "eth0" in out and "eth1" in out

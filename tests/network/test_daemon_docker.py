@@ -162,6 +162,39 @@ def test_address_errors_side_by_side(both):
     both.same("network", "create", "--subnet", "bogus", both.name("bad"))
 
 
+def test_connect_stopped_and_container_mode_side_by_side(both):
+    """What dockerd records for a stopped container's connect (the short id as an alias, the
+    CLI's empty IPAMConfig and DriverOpts kept), its two disconnect messages, and
+    container:NAME kept as container:<full id>."""
+    n = both.name("stop")
+    both.nets.append(n)
+    both("network", "create", n, check=True)
+    st, base, joiner = both.name("st"), both.name("base"), both.name("join")
+    both.ctrs += [st, base, joiner]
+    ids = {}
+    for eng in (both.bd, both.dd):
+        out = eng.docker("create", "--name", st, "busybox", "sleep", "300").stdout
+        ids[eng] = (out if isinstance(out, str) else out.decode()).strip()
+        eng.docker("run", "-d", "--name", base, "--network", n, "busybox", "sleep", "300")
+    both.same("network", "connect", "--alias", "a1", n, st)
+    b, d = both.same("inspect", "-f", "{{json .NetworkSettings.Networks}}", st)
+    bv, dv = json.loads(b.stdout)[n], json.loads(d.stdout)[n]
+    assert bv["Aliases"] == ["a1", ids[both.bd][:12]] and dv["Aliases"] == ["a1",
+                                                                            ids[both.dd][:12]]
+    assert bv["IPAMConfig"] == dv["IPAMConfig"] == {} and bv["DriverOpts"] == {}
+    both.same("network", "disconnect", n, st)
+    b, _ = both.same("network", "disconnect", n, st)  # stopped: "the network"
+    assert "is not connected to the network" in b.stderr
+    other = both.name("other")
+    both.nets.append(other)
+    both("network", "create", other, check=True)
+    b, _ = both.same("network", "disconnect", other, base)  # running: "network"
+    assert "is not connected to network" in b.stderr
+    both.same("create", "--name", joiner, "--network", f"container:{base}", "busybox", "true")
+    b, d = both.same("inspect", "-f", "{{.HostConfig.NetworkMode}}", joiner)
+    assert re.fullmatch(r"container:[0-9a-f]{64}\n", b.stdout)
+
+
 def test_published_ports_side_by_side(both):
     # the private dockerd has no default bridge: both sides use a user network
     n = both.name("pnet")
