@@ -78,6 +78,43 @@ def _endpoint_view(cfg: dict | None) -> dict:
             "DriverOpts": cfg["DriverOpts"] if isinstance(cfg.get("DriverOpts"), dict) else None}
 
 
+def link_env(name: str, ip: str, env: list[str], exposed: list[str]) -> list[str]:
+    """dockerd's environment for a legacy link ``name`` (/parent/alias) to a container at
+    ``ip`` with ``env`` and ``exposed`` ports ("80/tcp"): daemon/links' ToEnv."""
+    alias = name.rsplit("/", 1)[-1].upper().replace("-", "_")
+    ports = []
+    for key in exposed:
+        port, _, proto = key.partition("/")
+        if port.isdigit():
+            ports.append((int(port), (proto or "tcp").lower()))
+    ports.sort(key=lambda p: (p[0], p[1] != "tcp"))
+    out = []
+    if ports:
+        out.append(f"{alias}_PORT={ports[0][1]}://{ip}:{ports[0][0]}")
+    i = 0
+    while i < len(ports):  # runs of consecutive ports of one protocol: also as a range
+        j = i
+        while j + 1 < len(ports) and ports[j + 1] == (ports[j][0] + 1, ports[i][1]):
+            j += 1
+        if j > i:
+            (lo, proto), hi = ports[i], ports[j][0]
+            pre = f"{alias}_PORT_{lo}_{proto.upper()}"
+            out += [f"{pre}_START={proto}://{ip}:{lo}", f"{pre}_ADDR={ip}", f"{pre}_PROTO={proto}",
+                    f"{pre}_PORT_START={lo}", f"{pre}_END={proto}://{ip}:{hi}",
+                    f"{pre}_PORT_END={hi}"]
+        i = j + 1
+    for port, proto in ports:
+        pre = f"{alias}_PORT_{port}_{proto.upper()}"
+        out += [f"{pre}={proto}://{ip}:{port}", f"{pre}_ADDR={ip}", f"{pre}_PORT={port}",
+                f"{pre}_PROTO={proto}"]
+    out.append(f"{alias}_NAME={name}")
+    for e in env:
+        k, eq, v = e.partition("=")
+        if eq and k not in ("HOME", "PATH"):  # what a build adds, as dockerd skips
+            out.append(f"{alias}_ENV_{k}={v}")
+    return out
+
+
 def _check_endpoint_config(name: str, cfg: dict) -> None:
     if not isinstance(cfg, dict):
         raise InvalidArgument(f"invalid endpoint config for network {name}")
@@ -511,7 +548,7 @@ class NetworkService:
             self.events.publish("network", "connect", net.id,
                                 {"container": c.id, "name": net.name, "type": "bridge"})
         return {"netns": path, "addresses": [ep.ip for _, ep in plugged],
-                "resolv_conf": resolv, "hosts": hosts}
+                "resolv_conf": resolv, "hosts": hosts, "env": self._link_env(c, plugged)}
 
     def _for_start(self, view: dict, name: str) -> Network | str:
         """The network an endpoint names: by the id it had (a network of the same name made
@@ -589,11 +626,11 @@ class NetworkService:
         return files.hosts(cfg.get("Hostname") or _short(c.id), ip, extra,
                            cfg.get("Domainname") or "")
 
-    def _legacy_links(self, c, plugged: list) -> list[tuple[str, str]]:
-        """``--link name:alias`` on the default bridge: /etc/hosts lines, as dockerd writes."""
-        out = []
+    def _bridge_links(self, c, plugged: list):
+        """``--link name:alias`` on the default bridge: (linked container, alias, its address)
+        for each link whose container is on that bridge."""
         if not plugged or not plugged[0][0].default:
-            return out
+            return
         for link in c.rec["HostConfig"].get("Links") or []:
             target, _, alias = link.partition(":")
             try:
@@ -602,10 +639,22 @@ class NetworkService:
                 continue
             for ep in self.mgr.endpoints_of(other.id):
                 if ep.network_id == plugged[0][0].id:
-                    alias = alias.rsplit("/", 1)[-1] or other.name.lstrip("/")
-                    names = list(dict.fromkeys([alias, _short(other.id), other.name.lstrip("/")]))
-                    out.append((" ".join(names), ep.ip))
+                    yield other, alias.rsplit("/", 1)[-1] or other.name.lstrip("/"), ep.ip
+                    break
+
+    def _link_env(self, c, plugged: list) -> list[str]:
+        """Links' environment as dockerd gives it (ALIAS_NAME, ALIAS_PORT*, ALIAS_ENV_*)."""
+        out: list[str] = []
+        for other, alias, ip in self._bridge_links(c, plugged):
+            ocfg = other.rec["Config"]
+            out += link_env(f"/{c.name.lstrip('/')}/{alias}", ip, ocfg.get("Env") or [],
+                            list(ocfg.get("ExposedPorts") or {}))
         return out
+
+    def _legacy_links(self, c, plugged: list) -> list[tuple[str, str]]:
+        """Links' /etc/hosts lines, as dockerd writes them."""
+        return [(" ".join(dict.fromkeys([alias, _short(other.id), other.name.lstrip("/")])), ip)
+                for other, alias, ip in self._bridge_links(c, plugged)]
 
     def _join(self, c, ref: str) -> dict:
         """``--network container:X``: X's namespace, its /etc files and hostname."""

@@ -418,11 +418,19 @@ def test_rename_changes_the_name_a_container_resolves_by(nd):
 
 
 def test_legacy_links_on_the_default_bridge(nd):
-    cid = httpd(nd, "linked")
+    cid = httpd(nd, "linked", "--expose", "8080", "-e", "ROLE=db")
     ip = ip_of(nd, "linked")
     out = nd.berth("run", "--rm", "--link", "linked:db", "busybox", "sh", "-c",
                    "grep db /etc/hosts; wget -qO- http://db:8080/").stdout
     assert out == f"{ip}\tdb {cid[:12]} linked\n" + HELLO
+    # and dockerd's variables (docker-py's test_create_with_links reads them); -e wins
+    out = nd.berth("run", "--rm", "--name", "linker", "--link", "linked:db", "-e",
+                   "DB_NAME=mine", "busybox", "env").stdout.splitlines()
+    assert "DB_NAME=mine" in out and f"DB_PORT_8080_TCP=tcp://{ip}:8080" in out
+    out = nd.berth("run", "--rm", "--name", "linker", "--link", "linked:db", "busybox", "env"
+                   ).stdout.splitlines()
+    assert {"DB_NAME=/linker/db", f"DB_PORT=tcp://{ip}:8080", f"DB_PORT_8080_TCP_ADDR={ip}",
+            "DB_ENV_ROLE=db"} <= set(out)
 
 
 def test_network_events(nd):

@@ -266,3 +266,20 @@ def test_endpoint_settings_as_dockerd_shows_them():
                      ({"Aliases": ["x"]}, "network-scoped alias")]:
         with pytest.raises(InvalidArgument, match=msg):
             _check_endpoint_config("bridge", cfg)
+
+
+def test_legacy_link_environment_as_dockerd():
+    from berth.engine.networks import link_env
+
+    env = link_env("/web/db", "172.18.0.5", ["PATH=/bin", "HOME=/root", "PGUSER=x", "EMPTY="],
+                   ["5432/tcp", "53/udp", "7001/tcp", "7000/tcp"])
+    assert env[0] == "DB_PORT=udp://172.18.0.5:53"  # the lowest port
+    assert "DB_PORT_5432_TCP=tcp://172.18.0.5:5432" in env
+    assert {"DB_PORT_5432_TCP_ADDR=172.18.0.5", "DB_PORT_5432_TCP_PORT=5432",
+            "DB_PORT_5432_TCP_PROTO=tcp"} <= set(env)
+    # a run of consecutive ports is also given as a range
+    assert {"DB_PORT_7000_TCP_START=tcp://172.18.0.5:7000", "DB_PORT_7000_TCP_PORT_END=7001",
+            "DB_PORT_7000_TCP_END=tcp://172.18.0.5:7001"} <= set(env)
+    assert "DB_NAME=/web/db" in env and "DB_ENV_PGUSER=x" in env and "DB_ENV_EMPTY=" in env
+    assert not [e for e in env if e.startswith(("DB_ENV_PATH", "DB_ENV_HOME"))]
+    assert link_env("/a/my-cache", "10.0.0.2", [], []) == ["MY_CACHE_NAME=/a/my-cache"]
