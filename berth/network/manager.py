@@ -621,8 +621,8 @@ class NetworkManager:
             with netlink.in_netns(fd):
                 u, t = dns_sockets(STUB_IP)
                 try:
-                    firewall.apply_here(firewall.stub_rules(u.getsockname()[1],
-                                                            t.getsockname()[1]))
+                    firewall.apply_here(firewall.stub_rules(
+                        u.getsockname()[1], t.getsockname()[1], replace=again))
                 except BaseException:
                     u.close()
                     t.close()
