@@ -357,6 +357,14 @@ class NetworkService:
             raise PermissionDenied("ingress networks need swarm mode, which berth has not")
         if body.get("ConfigOnly") or (body.get("ConfigFrom") or {}).get("Network"):
             raise InvalidArgument("config-only networks are not supported by berth")
+        # dockerd outside a swarm, in its words
+        if body.get("Scope") == "swarm":
+            raise PermissionDenied("cannot create a swarm scoped network when swarm is not "
+                                   "active")
+        if body.get("Scope") not in (None, "", "local"):
+            raise PermissionDenied('This node is not a swarm manager. Use "docker swarm init" '
+                                   'or "docker swarm join" to connect this node to swarm and '
+                                   'try again.')
         ipam_in = body.get("IPAM") or {}
         if (ipam_in.get("Driver") or "default") != "default":
             raise NotFound(f'plugin "{ipam_in["Driver"]}" not found')
@@ -370,8 +378,7 @@ class NetworkService:
                 raise InvalidArgument("Invalid subnet  : invalid CIDR address: ")
             v4.append(p)
         if len(v4) > 1:
-            raise InvalidArgument("berth networks take one IPv4 subnet; got "
-                                  f"{', '.join(p['Subnet'] for p in v4)}")
+            raise PermissionDenied("bridge driver doesn't support multiple subnets")
         pool = v4[0] if v4 else {}
         labels = body.get("Labels") or {}
         options = body.get("Options") or {}
