@@ -564,7 +564,7 @@ class NetworkService:
             try:
                 return self.find(view["NetworkID"])
             except NoSuchNetwork:
-                raise NoSuchNetwork(f"network {name} not found") from None
+                raise NoSuchNetwork(f"network {view['NetworkID']} not found") from None
         return self.find(name)
 
     def _attach(self, c, net: Network, want: dict, name: str, hostname: str):

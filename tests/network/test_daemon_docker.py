@@ -199,6 +199,23 @@ def test_connect_stopped_and_container_mode_side_by_side(both):
     assert re.fullmatch(r"container:[0-9a-f]{64}\n", b.stdout)
 
 
+def test_start_after_its_network_was_removed_side_by_side(both):
+    n = both.name("gone")
+    both.nets.append(n)
+    both("network", "create", n, check=True)
+    ctr = both.name("orphan")
+    both.ctrs.append(ctr)
+    both("run", "-d", "--name", ctr, "--network", n, "busybox", "sleep", "300", check=True)
+    both("stop", "-t", "0", ctr, check=True)
+    both.same("network", "rm", n)
+    both.nets.remove(n)
+    # the endpoint's network by the id it had; the exit code of the last run kept
+    both.same("start", ctr)
+    b, d = both.same("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.Error}}",
+                     ctr)
+    assert re.fullmatch(r"exited 137 network [0-9a-f]{64} not found\n", b.stdout)
+
+
 def test_published_ports_side_by_side(both):
     # the private dockerd has no default bridge: both sides use a user network
     n = both.name("pnet")
