@@ -52,9 +52,10 @@ def test_docker_forms():
     got = from_docker({"80/tcp": [{"HostIp": "", "HostPort": "8080"}],
                        "53/udp": [{"HostIp": "127.0.0.1", "HostPort": ""}],
                        "90/tcp": [{"HostIp": "0.0.0.0", "HostPort": "9000-9005"}],
-                       "91/tcp": None})
+                       "91/tcp": None,
+                       "92/tcp": [{"HostIp": "", "HostPort": "0"}]})  # -p 0:92: any port
     assert got == [PortBinding(80, "tcp", "", 8080), PortBinding(53, "udp", "127.0.0.1", 0),
-                   PortBinding(90, "tcp", "", 9000, 9005), PortBinding(91)]
+                   PortBinding(90, "tcp", "", 9000, 9005), PortBinding(91), PortBinding(92)]
     assert exposed({"80/tcp": {}, "53/udp": {}, "7000-7001": {}}) == [
         PortBinding(80), PortBinding(53, "udp"), PortBinding(7000), PortBinding(7001)]
     assert PortBinding(80, "tcp", "", 8080).to_docker() == (
