@@ -494,3 +494,27 @@ def test_resolver_at_127_0_0_11_follows_connect_and_disconnect(nd):
     r = nd.berth("exec", "peer2", "wget", "-qO-", "http://mover:53/hostname")
     assert r.stdout.strip() == nd.berth("inspect", "-f", "{{.Config.Hostname}}", "mover"
                                         ).stdout.strip()
+
+
+def test_shim_killed_leaves_no_network_behind(nd):
+    """kill -9 of a container's shim: the container is reported exited and its namespace,
+    veth, lease, published port and resolver sockets all go (the nd fixture checks them)."""
+    import os
+    import signal
+    from pathlib import Path
+
+    nd.berth("network", "create", "shimnet")
+    p = free_port()
+    cid = httpd(nd, "doomed", "--network", "shimnet", "-p", f"127.0.0.1:{p}:80", port=80)
+    assert http_get(f"http://127.0.0.1:{p}/") == HELLO
+    shim_pid = int((Path(nd.run) / "c" / cid[:12] / "shim.pid").read_text())
+    os.kill(shim_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while nd.berth("inspect", "-f", "{{.State.Status}}", "doomed").stdout.strip() != "exited":
+        assert time.monotonic() < deadline, "the container is still reported running"
+        time.sleep(0.1)
+    assert State(nd).wait_no_leaks() == []
+    # the port is free again for anyone
+    s = socket.socket()
+    s.bind(("127.0.0.1", p))
+    s.close()
