@@ -308,6 +308,8 @@ class ContainerService:
         hostconfig.check(config, host, os.cpu_count() or 1, tuple(self.runtimes))
         warnings = hostconfig.adjust(host)
         net_mode = host.get("NetworkMode") or "default"
+        if self.network is not None:
+            warnings += self.network.check_options(config, host)
         self._check_network(net_mode)
         points = mounts.plan(config, host, image_cfg.get("Volumes"))
         config = _merge_image_config(config, image_cfg)

@@ -78,6 +78,36 @@ def _endpoint_view(cfg: dict | None) -> dict:
             "DriverOpts": cfg["DriverOpts"] if isinstance(cfg.get("DriverOpts"), dict) else None}
 
 
+def check_options(config: dict, host: dict) -> list[str]:
+    """dockerd's validateNetMode on a create request (its Config before the image's is merged,
+    and HostConfig): the first conflict as dockerd words it, else the warnings it gives."""
+    mode = host.get("NetworkMode") or ""
+    if mode == "container" or mode.startswith("container:"):
+        conflicts = [
+            (not mode.partition(":")[2],
+             "Invalid network mode: invalid container format container:<name|id>"),
+            (config.get("Hostname"), "conflicting options: hostname and the network mode"),
+            (host.get("Links"), "conflicting options: container type network can't be used "
+                                "with links. This would result in undefined behavior"),
+            (host.get("Dns"), "conflicting options: dns and the network mode"),
+            (host.get("ExtraHosts"), "conflicting options: custom host-to-IP mapping and the "
+                                     "network mode"),
+            (host.get("PortBindings") or host.get("PublishAllPorts"),
+             "conflicting options: port publishing and the container type network mode"),
+            (config.get("ExposedPorts"), "conflicting options: port exposing and the container "
+                                         "type network mode"),
+        ]
+        for bad, msg in conflicts:
+            if bad:
+                raise InvalidArgument(msg)
+    if mode == "host" and host.get("Links"):
+        raise InvalidArgument("conflicting options: host type networking can't be used with "
+                              "links. This would result in undefined behavior")
+    if mode == "host" and host.get("PortBindings"):
+        return ["Published ports are discarded when using host network mode"]
+    return []
+
+
 def link_env(name: str, ip: str, env: list[str], exposed: list[str]) -> list[str]:
     """dockerd's environment for a legacy link ``name`` (/parent/alias) to a container at
     ``ip`` with ``env`` and ``exposed`` ports ("80/tcp"): daemon/links' ToEnv."""
@@ -434,6 +464,10 @@ class NetworkService:
         return {"NetworksDeleted": gone or None}
 
     # ------------------------------------------------------------------ the container seam
+    @staticmethod
+    def check_options(config: dict, host: dict) -> list[str]:
+        return check_options(config, host)
+
     def check_mode(self, mode: str) -> None:
         """At create: the network (or container) the mode names must exist.
 

@@ -216,6 +216,27 @@ def test_start_after_its_network_was_removed_side_by_side(both):
     assert re.fullmatch(r"exited 137 network [0-9a-f]{64} not found\n", b.stdout)
 
 
+def test_network_mode_conflicts_side_by_side(both):
+    """dockerd's validateNetMode: what container: and host modes cannot be combined with, in
+    its words and order, and its warning for ports published in host mode."""
+    n = both.name("modes")
+    both.nets.append(n)
+    both("network", "create", n, check=True)
+    owner = both.name("owner")
+    both.ctrs.append(owner)
+    both("run", "-d", "--name", owner, "--network", n, "busybox", "sleep", "300", check=True)
+    joined = f"container:{owner}"
+    for opts in (["-p", "19700:80"], ["-P"], ["--hostname", "h"], ["--dns", "10.1.1.1"],
+                 ["--add-host", "a:10.1.1.1"], ["--expose", "80"], ["--link", f"{owner}:x"],
+                 ["--hostname", "h", "--dns", "10.1.1.1"]):
+        b, _ = both.same("run", "--rm", "--network", joined, *opts, "busybox", "true")
+        assert b.returncode == 125 and "conflicting options" in b.stderr
+    both.same("run", "--rm", "--network", "container:", "busybox", "true")
+    both.same("run", "--rm", "--network", "host", "--link", f"{owner}:x", "busybox", "true")
+    b, _ = both.same("run", "--rm", "--network", "host", "-p", "19701:80", "busybox", "true")
+    assert "WARNING: Published ports are discarded when using host network mode" in b.stderr
+
+
 def test_published_ports_side_by_side(both):
     # the private dockerd has no default bridge: both sides use a user network
     n = both.name("pnet")
