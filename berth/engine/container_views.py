@@ -122,11 +122,6 @@ def summary(service, c, size: bool = False) -> dict:
                 p["PublicPort"] = int(b["HostPort"])
                 p["IP"] = b.get("HostIp") or "0.0.0.0"
             ports.append(p)
-    if not ports:
-        for key in (rec["Config"].get("ExposedPorts") or {}):
-            port, _, proto = key.partition("/")
-            if port.isdigit():
-                ports.append({"PrivatePort": int(port), "Type": proto})
     out = {
         "Id": c.id, "Names": names, "Image": rec["Config"].get("Image", ""),
         "ImageID": rec["Image"], "Command": command_line(rec),

@@ -237,6 +237,27 @@ def test_network_mode_conflicts_side_by_side(both):
     assert "WARNING: Published ports are discarded when using host network mode" in b.stderr
 
 
+def test_ps_ports_of_containers_without_a_running_endpoint(both):
+    """dockerd's ps shows no ports for a created or stopped container, nor for one in host or
+    none mode, whatever it exposes."""
+    n = both.name("psp")
+    both.nets.append(n)
+    both("network", "create", n, check=True)
+    made = [both.name(x) for x in ("created", "stopped", "host", "none")]
+    both.ctrs += made
+    both("create", "--name", made[0], "--network", n, "-p", "127.0.0.1::80", "--expose", "81",
+         "busybox", "sleep", "300", check=True)
+    both("run", "-d", "--name", made[1], "--network", n, "--expose", "81", "busybox",
+         "sleep", "300", check=True)
+    both("stop", "-t", "0", made[1], check=True)
+    for mode, name in (("host", made[2]), ("none", made[3])):
+        both("run", "-d", "--name", name, "--network", mode, "--expose", "80", "busybox",
+             "sleep", "300", check=True)
+    for name in made:
+        b, _ = both.same("ps", "-a", "--filter", f"name={name}", "--format", "{{.Ports}}")
+        assert b.stdout == "\n"
+
+
 def test_published_ports_side_by_side(both):
     # the private dockerd has no default bridge: both sides use a user network
     n = both.name("pnet")
