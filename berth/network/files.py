@@ -40,7 +40,9 @@ def hosts(hostname: str, ip: str | None, extra: list[tuple[str, str]] = (),
     for name, addr in extra:
         lines.append(f"{addr}\t{name}")
     if ip:
-        names = [f"{hostname}.{domainname}", hostname] if domainname else [hostname]
+        # libnetwork's updateHostsFile: the FQDN, and its first label when it has dots
+        fqdn = f"{hostname}.{domainname}" if domainname else hostname
+        names = [fqdn, fqdn.split(".", 1)[0]] if "." in fqdn else [hostname]
         names += [a for a in aliases if a not in names]
         lines.append(f"{ip}\t{' '.join(names)}")
     return "\n".join(lines) + "\n"

@@ -258,6 +258,17 @@ def test_ps_ports_of_containers_without_a_running_endpoint(both):
         assert b.stdout == "\n"
 
 
+def test_hosts_names_of_dotted_hostnames_side_by_side(both):
+    n = both.name("fq")
+    both.nets.append(n)
+    both("network", "create", n, check=True)
+    for opts in (["--hostname", "h.x.y"], ["--hostname", "h", "--domainname", "d.example"],
+                 ["--hostname", "plain"]):
+        b, _ = both.same("run", "--rm", "--network", n, *opts, "busybox", "sh", "-c",
+                         "tail -1 /etc/hosts | cut -f2; hostname")
+        assert b.returncode == 0
+
+
 def test_published_ports_side_by_side(both):
     # the private dockerd has no default bridge: both sides use a user network
     n = both.name("pnet")

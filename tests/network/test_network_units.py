@@ -197,6 +197,9 @@ def test_container_files(tmp_path):
                              host_resolv=str(host)).startswith("search a.b\nnameserver 1.1.1.1")
     host.write_text("nameserver 127.0.0.53\n")
     assert "nameserver 8.8.8.8" in files.resolv_conf(embedded=None, host_resolv=str(host))
+    assert files.hosts("h.x.y", "10.0.0.2").endswith("\n10.0.0.2\th.x.y h\n")
+    assert files.hosts("h", "10.0.0.2", domainname="d.example").endswith(
+        "\n10.0.0.2\th.d.example h\n")
     h = files.hosts("web", "172.18.0.2", [("db", "10.0.0.9")])
     assert h.splitlines()[0] == "127.0.0.1\tlocalhost"
     assert h.splitlines()[-2:] == ["10.0.0.9\tdb", "172.18.0.2\tweb"]
