@@ -270,6 +270,7 @@ class DnsServer:
             writer.close()
 
     async def _serve(self, key: str, u: socket.socket, t: socket.socket) -> None:
+        await self._unbind(key)  # never two pairs for one key: the first would be orphaned
         loop = asyncio.get_running_loop()
         udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self, key), sock=u)
         try:

@@ -221,6 +221,7 @@ class NetworkManager:
         self.default_mtu = default_mtu
         self.lock = threading.RLock()
         self.fw_lock = threading.Lock()
+        self.stub_lock = threading.Lock()
         self.local = threading.local()
         self.networks: dict[str, Network] = {}
         #: sandbox id → published ports
@@ -613,9 +614,14 @@ class NetworkManager:
         there that sends 127.0.0.11:53 to them (see dns). ``again``: replace what a previous
         berthd left (its sockets died with it, so their ports are stale)."""
         key = STUB + sid
-        if key in self.dns.bound and not again:
-            return
-        self.dns.unbind(key)
+        with self.stub_lock:  # two attaches of one sandbox must not make two stubs
+            if key in self.dns.bound and not again:
+                return
+            self.dns.unbind(key)
+            self._make_stub(key, path, again)
+
+    def _make_stub(self, key: str, path: str, again: bool) -> None:
+        sid = key[len(STUB):]
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             with netlink.in_netns(fd):
