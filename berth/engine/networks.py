@@ -842,7 +842,19 @@ class NetworkService:
 
         if not container:
             raise InvalidArgument('invalid name or ID supplied: ""')
-        c = self.engine.containers.get(container)
+        try:
+            c = self.engine.containers.get(container)
+        except NotFound:
+            if not force:
+                raise
+            # dockerd's ForceEndpointDelete: an endpoint left by a container that is gone
+            net = self.find(ref)
+            stale = [e for e in (net.endpoints.values() if isinstance(net, Network) else ())
+                     if container in e.names]
+            if not stale:
+                raise NotFound(f"endpoint {container} not found") from None
+            await asyncio.to_thread(self.mgr.detach, stale[0].sandbox_id, net.id)
+            return
         net = self.find(ref)
         async with c.lock:
             await asyncio.to_thread(self._disconnect, c, net)

@@ -188,6 +188,8 @@ def test_connect_stopped_and_container_mode_side_by_side(both):
     assert bv["IPAMConfig"] == dv["IPAMConfig"] == {} and bv["DriverOpts"] == {}
     both.same("network", "disconnect", n, st)
     b, _ = both.same("network", "disconnect", n, st)  # stopped: "the network"
+    both.same("network", "disconnect", "-f", n, "nosuch-berth-ctr")  # ForceEndpointDelete
+    both.same("network", "disconnect", "-f", "nosuch-berth-net", "nosuch-berth-ctr")
     assert "is not connected to the network" in b.stderr
     other = both.name("other")
     both.nets.append(other)
