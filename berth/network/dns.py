@@ -285,10 +285,10 @@ class DnsServer:
         if pair:
             udp, tcp = pair
             udp.close()
-            tcp.close()
-            await tcp.wait_closed()
-            # A transport closes its socket on the loop's next turn: a socket left open would
-            # keep a container's network namespace (and its veths) alive.
+            tcp.close()  # the listening socket is closed here and now
+            # A datagram transport closes its socket on the loop's next turn: a socket left
+            # open would keep a container's network namespace (and its veths) alive. (Not
+            # Server.wait_closed: from Python 3.12 on it waits for clients' connections too.)
             await asyncio.sleep(0)
 
     def serve(self, key: str, udp: socket.socket, tcp: socket.socket) -> None:
