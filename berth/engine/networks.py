@@ -638,6 +638,8 @@ class NetworkService:
             given = {f"{b.container_port}/{b.proto}" for b in bindings}
             bindings += [b for b in exposed([k for k in exposed_ports if k not in given])]
         out: dict = {}
+        if plugged and all(net.internal for net, _ in plugged):
+            return out  # dockerd: no external connectivity, no ports (exposed ones neither)
         for key in exposed_ports:
             port, _, proto = key.partition("/")
             out[f"{port}/{proto or 'tcp'}"] = None
@@ -646,7 +648,7 @@ class NetworkService:
         try:
             pubs = self.mgr.publish(sid, bindings)
         except PortInUse as e:
-            ep = plugged[0][1]
+            ep = next(ep for net, ep in plugged if not net.internal)
             raise PortInUse(f"driver failed programming external connectivity on endpoint "
                             f"{c.name.lstrip('/')} ({ep.id}): {e}") from None
         for p in pubs:

@@ -712,11 +712,13 @@ class NetworkManager:
     # -- published ports ---------------------------------------------------------------------
 
     def publish(self, sid: str, bindings: Iterable[PortBinding]) -> list[Published]:
-        """Forward host ports to sandbox ``sid``'s first address; all of them or none."""
+        """Forward host ports to the address of sandbox ``sid`` on its first network that is
+        not internal (as dockerd, an internal network gives no external connectivity); all of
+        them or none."""
         bindings = list(bindings)
         if not bindings:
             return self.ports(sid)
-        eps = self.endpoints_of(sid)
+        eps = [e for e in self.endpoints_of(sid) if not self.networks[e.network_id].internal]
         if not eps:
             raise FailedPrecondition(f"container {sid[:12]} has no network to publish ports on")
         ep = eps[0]

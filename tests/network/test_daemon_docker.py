@@ -271,6 +271,37 @@ def test_hosts_names_of_dotted_hostnames_side_by_side(both):
         assert b.returncode == 0
 
 
+def test_ports_of_a_container_on_an_internal_network_side_by_side(both):
+    """dockerd programs no port mapping for an internal network: nothing is published, the
+    Ports map is empty; with a second, normal network the ports are that network's."""
+    inn, out = both.name("inn"), both.name("outn")
+    both.nets += [inn, out]
+    both("network", "create", "--internal", inn, check=True)
+    both("network", "create", out, check=True)
+    ctr, two = both.name("inside"), both.name("twonets")
+    both.ctrs += [ctr, two]
+    ports = {}
+    for eng in (both.bd, both.dd):
+        ports[eng] = free_port()
+        eng.docker("run", "-d", "--name", ctr, "--network", inn, "-p",
+                   f"127.0.0.1:{ports[eng]}:80", "busybox", "httpd", "-f", "-p", "80", "-h",
+                   "/var/www")
+    b, _ = both.same("inspect", "-f", "{{json .NetworkSettings.Ports}}", ctr)
+    assert b.stdout == "{}\n"
+    both.same("port", ctr)
+    for eng in (both.bd, both.dd):
+        with pytest.raises(OSError):
+            http_get(f"http://127.0.0.1:{ports[eng]}/", timeout=1)
+    for eng in (both.bd, both.dd):
+        ports[eng] = free_port()
+        eng.docker("create", "--name", two, "--network", inn, "-p",
+                   f"127.0.0.1:{ports[eng]}:80", "busybox", "httpd", "-f", "-p", "80", "-h",
+                   "/var/www")
+        eng.docker("network", "connect", out, two)
+        eng.docker("start", two)
+        assert http_get(f"http://127.0.0.1:{ports[eng]}/") == HELLO
+
+
 def test_published_ports_side_by_side(both):
     # the private dockerd has no default bridge: both sides use a user network
     n = both.name("pnet")
