@@ -37,7 +37,13 @@ import threading
 from berth import atomic, fastjson
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, PermissionDenied
 from berth.network import files, ipam, sandbox
-from berth.network.manager import Network, NetworkManager, NoSuchNetwork
+from berth.network.manager import (
+    Ambiguous,
+    Network,
+    NetworkManager,
+    NoSuchNetwork,
+    ambiguous_message,
+)
 from berth.network.ports import PortInUse, exposed, from_docker
 
 from . import container_state as cs
@@ -258,13 +264,22 @@ class NetworkService:
         for name, d in self.predefined.items():
             if ref in (name, d["Id"]):
                 return name
-        try:
-            return self.mgr.get(ref)
-        except NoSuchNetwork:
-            pass
         hits = [name for name, d in self.predefined.items() if d["Id"].startswith(ref)]
+        try:
+            n = self.mgr.get(ref)
+        except NoSuchNetwork:
+            n = None
+        except Ambiguous:
+            raise Ambiguous(ambiguous_message(ref, len(hits) + sum(
+                x.id.startswith(ref) for x in self.mgr.list()))) from None
+        if n is not None:
+            if hits and ref not in (n.id, n.name):
+                raise Ambiguous(ambiguous_message(ref, len(hits) + 1))
+            return n
         if len(hits) == 1:
             return hits[0]
+        if hits:
+            raise Ambiguous(ambiguous_message(ref, len(hits)))
         raise NoSuchNetwork(f"network {ref} not found")
 
     def _id_of(self, net: Network | str) -> str:

@@ -76,7 +76,7 @@ def pick_subnet(taken: list[IPv4Network], pools: list[tuple[str, int]] | None = 
         for cand in ipaddress.ip_network(base).subnets(new_prefix=size):
             if not any(cand.overlaps(n) for n in avoid):
                 return cand
-    raise PoolExhausted("could not find an available, non-overlapping ipv4 address pool among "
+    raise PoolExhausted("could not find an available, non-overlapping IPv4 address pool among "
                         "the defaults to assign to the network")
 
 

@@ -87,6 +87,15 @@ class NotConnected(NotFound):
     pass
 
 
+class Ambiguous(InvalidArgument):
+    pass
+
+
+def ambiguous_message(ref: str, count: int) -> str:
+    """dockerd 20.10's words for an id prefix that names several networks."""
+    return f"{count} matches found based on ID prefix: network {ref} is ambiguous"
+
+
 @dataclass
 class Endpoint:
     id: str
@@ -293,8 +302,7 @@ class NetworkManager:
             if len(hits) == 1:
                 return hits[0]
             if len(hits) > 1:
-                raise InvalidArgument(f"network {ref} is ambiguous ({len(hits)} matches found "
-                                      "based on id prefix)")
+                raise Ambiguous(ambiguous_message(ref, len(hits)))
         raise NoSuchNetwork(f"network {ref} not found")
 
     def list(self) -> list[Network]:

@@ -302,6 +302,28 @@ def test_ports_of_a_container_on_an_internal_network_side_by_side(both):
         assert http_get(f"http://127.0.0.1:{ports[eng]}/") == HELLO
 
 
+def test_ambiguous_id_prefix_side_by_side(both):
+    """An id prefix that several networks (predefined ones too) start with: dockerd 20.10's
+    words and count, on each engine with its own ids."""
+    for eng in (both.bd, both.dd):
+        for i in range(40):
+            out = eng.docker("network", "ls", "-q", "--no-trunc").stdout
+            ids = (out if isinstance(out, str) else out.decode()).split()
+            firsts = [x[0] for x in ids]
+            dup = next((c for c in sorted(set(firsts)) if firsts.count(c) > 1), None)
+            if dup:
+                break
+            name = both.name(f"amb{i}")
+            both.nets.append(name)
+            eng.docker("network", "create", "--subnet", f"10.247.{i}.0/24", name)
+        assert dup, "no two networks share a first hex digit"
+        r = eng.docker("network", "inspect", dup, check=False)
+        err = r.stderr if isinstance(r.stderr, str) else r.stderr.decode()
+        assert r.returncode == 1
+        assert err == (f"Error response from daemon: {firsts.count(dup)} matches found based on "
+                       f"ID prefix: network {dup} is ambiguous\n"), err
+
+
 def test_published_ports_side_by_side(both):
     # the private dockerd has no default bridge: both sides use a user network
     n = both.name("pnet")
