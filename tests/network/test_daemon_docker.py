@@ -324,6 +324,30 @@ def test_ambiguous_id_prefix_side_by_side(both):
                        f"ID prefix: network {dup} is ambiguous\n"), err
 
 
+def test_container_list_network_view_side_by_side(both):
+    """GET /containers/json: each endpoint as dockerd's list copies it (no aliases)."""
+    n = both.name("lst")
+    both.nets.append(n)
+    both("network", "create", "--subnet", "10.248.0.0/24", n, check=True)
+    ctr = both.name("listed")
+    both.ctrs.append(ctr)
+    both("run", "-d", "--name", ctr, "--network", n, "--ip", "10.248.0.9", "--network-alias",
+         "zz", "busybox", "sleep", "300", check=True)
+    views = []
+    for eng in (both.bd, both.dd):
+        c = docker.APIClient(base_url=eng.host)
+        try:
+            views.append(c.containers(filters={"name": ctr})[0]["NetworkSettings"]["Networks"])
+        finally:
+            c.close()
+    for v in views:
+        v[n].pop("NetworkID"), v[n].pop("EndpointID")
+    assert views[0] == views[1]
+    assert list(views[0][n]) == list(views[1][n])  # dockerd's key order too
+    assert views[0][n]["Aliases"] is None and views[0][n]["IPAMConfig"] == {
+        "IPv4Address": "10.248.0.9"}
+
+
 def test_published_ports_side_by_side(both):
     # the private dockerd has no default bridge: both sides use a user network
     n = both.name("pnet")
