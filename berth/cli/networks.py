@@ -213,21 +213,24 @@ def inspect(ctx, argv) -> int:
     if parsed is None:
         return 0
     opts, names = parsed
-    found, status = [], 0
+    found, errors = [], []
     for n in names:
         try:
             found.append(ctx.client.get_json(f"/networks/{n}",
                                              {"verbose": "true"} if opts["verbose"] else None))
         except APIError as e:
-            ctx.err.write(f"Error response from daemon: {e.message}\n")
-            status = 1
+            errors.append(f"Error response from daemon: {e.message}\n")
     if opts["format"]:
         ctx.out.write(render(opts["format"], found, {}))
     else:
         from .containers import _dump_json
 
         ctx.out.write(_dump_json(found) + "\n")
-    return status
+    ctx.out.flush()
+    # as the docker CLI: what was found first, then the errors
+    for line in errors:
+        ctx.err.write(line)
+    return 1 if errors else 0
 
 
 def rm(ctx, argv) -> int:

@@ -127,8 +127,10 @@ def transition(s: dict, event: str, cid: str = "", **facts) -> dict:
         n.update(Status=DEAD, Dead=True, Running=False, Paused=False, Restarting=False, Pid=0,
                  Error=facts.get("error", ""))
     elif event == "start-failed":
-        n.update(Error=facts.get("error", ""), ExitCode=facts.get("exit_code", 128),
-                 Running=False, Pid=0)
+        code = facts.get("exit_code", 128)
+        if code == 128 and s.get("ExitCode"):
+            code = s["ExitCode"]  # dockerd sets its "unknown" 128 only over a zero
+        n.update(Error=facts.get("error", ""), ExitCode=code, Running=False, Pid=0)
         if status == CREATED:
             n["Status"] = CREATED
         else:

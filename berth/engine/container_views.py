@@ -106,6 +106,19 @@ def command_line(rec: dict) -> str:
     return f"{rec['Path']} {' '.join(args)}" if args else rec["Path"]
 
 
+_SUMMARY_FIELDS = ("NetworkID", "EndpointID", "Gateway", "IPAddress", "IPPrefixLen",
+                   "IPv6Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen", "MacAddress")
+
+
+def _summary_endpoint(ep: dict) -> dict:
+    """An endpoint as dockerd's list shows it (its container view's copy): addresses and ids,
+    no aliases, links or driver options."""
+    out = {"IPAMConfig": ep.get("IPAMConfig"), "Links": None, "Aliases": None}
+    out.update({k: ep.get(k, 0 if k.endswith("PrefixLen") else "") for k in _SUMMARY_FIELDS})
+    out["DriverOpts"] = None
+    return out
+
+
 def summary(service, c, size: bool = False) -> dict:
     rec = c.rec
     st = rec["State"]
@@ -122,11 +135,6 @@ def summary(service, c, size: bool = False) -> dict:
                 p["PublicPort"] = int(b["HostPort"])
                 p["IP"] = b.get("HostIp") or "0.0.0.0"
             ports.append(p)
-    if not ports:
-        for key in (rec["Config"].get("ExposedPorts") or {}):
-            port, _, proto = key.partition("/")
-            if port.isdigit():
-                ports.append({"PrivatePort": int(port), "Type": proto})
     out = {
         "Id": c.id, "Names": names, "Image": rec["Config"].get("Image", ""),
         "ImageID": rec["Image"], "Command": command_line(rec),
@@ -134,7 +142,8 @@ def summary(service, c, size: bool = False) -> dict:
         "Labels": rec["Config"].get("Labels") or {}, "State": st["Status"],
         "Status": cs.status_text(st, rec.get("RestartCount", 0)),
         "HostConfig": {"NetworkMode": rec["HostConfig"].get("NetworkMode", "default")},
-        "NetworkSettings": {"Networks": network_settings(c)["Networks"]},
+        "NetworkSettings": {"Networks": {k: _summary_endpoint(v) for k, v in
+                                         network_settings(c)["Networks"].items()}},
         "Mounts": [mounts.public(p) for p in rec.get("MountPoints", [])],
     }
     if size:

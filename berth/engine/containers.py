@@ -308,6 +308,8 @@ class ContainerService:
         hostconfig.check(config, host, os.cpu_count() or 1, tuple(self.runtimes))
         warnings = hostconfig.adjust(host)
         net_mode = host.get("NetworkMode") or "default"
+        if self.network is not None:
+            warnings += self.network.check_options(config, host)
         self._check_network(net_mode)
         points = mounts.plan(config, host, image_cfg.get("Volumes"))
         config = _merge_image_config(config, image_cfg)
@@ -596,7 +598,7 @@ class ContainerService:
         if cwd != "/":
             rootpath.mkdir_all(rootfs, cwd, 0o755, uid, gid)
         net_mode = host.get("NetworkMode") or "default"
-        netns, addresses, resolv, hosts_text = self._sandbox(c, net_mode)
+        netns, addresses, resolv, hosts_text, link_env = self._sandbox(c, net_mode)
         if hosts_text is None:
             hosts_text = etcfiles.hosts(net_mode, cfg["Hostname"], cfg.get("Domainname", ""),
                                         addresses, host.get("ExtraHosts"))
@@ -604,7 +606,9 @@ class ContainerService:
             resolv = etcfiles.resolv_conf(net_mode, host.get("Dns"), host.get("DnsSearch"),
                                           host.get("DnsOptions"))
         etc = etcfiles.write_all(self._dir(c.id), cfg["Hostname"], hosts_text, resolv)
-        env = oci.process_env(cfg.get("Env") or [], cfg["Hostname"], bool(cfg.get("Tty")), home)
+        # legacy links' variables come before the container's own Env, which overrides them
+        env = oci.process_env(link_env + (cfg.get("Env") or []), cfg["Hostname"],
+                              bool(cfg.get("Tty")), home)
         init = None
         if host.get("Init"):
             init = _init_binary()
@@ -629,18 +633,18 @@ class ContainerService:
                           json.dumps(spec, separators=(",", ":")), 0o600, sync=False)
 
     def _sandbox(self, c: Container, mode: str
-                 ) -> tuple[str | None, list[str], str | None, str | None]:
+                 ) -> tuple[str | None, list[str], str | None, str | None, list[str]]:
         """(netns for the spec, the container's addresses, resolv.conf and hosts content or
-        None).
+        None, environment of legacy links).
 
         The seam to the network service: ``none`` is a new empty namespace the runtime
         makes, ``host`` is the host's; anything else (``container:X`` too) is the network
         service's sandbox.
         """
         if mode == "host":
-            return "host", [], None, None
+            return "host", [], None, None, []
         if mode == "none":
-            return None, [], None, None
+            return None, [], None, None, []
         if self.network is None:
             if mode.startswith("container:"):
                 other = self.get(mode.split(":", 1)[1])
@@ -648,12 +652,12 @@ class ContainerService:
                 if not pid:
                     raise Conflict(f"cannot join network of a non running container: "
                                    f"{other.id}")
-                return f"/proc/{pid}/ns/net", [], None, None
+                return f"/proc/{pid}/ns/net", [], None, None, []
             # no network service: the default network is an empty namespace
-            return None, [], None, None
+            return None, [], None, None, []
         sb = self.network.sandbox(c)
         return (sb.get("netns"), sb.get("addresses", []), sb.get("resolv_conf"),
-                sb.get("hosts"))
+                sb.get("hosts"), sb.get("env") or [])
 
     def _teardown(self, c: Container) -> None:
         """After the last process is gone: unmount the rootfs, release volumes and network."""

@@ -37,7 +37,13 @@ import threading
 from berth import atomic, fastjson
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, PermissionDenied
 from berth.network import files, ipam, sandbox
-from berth.network.manager import Network, NetworkManager, NoSuchNetwork
+from berth.network.manager import (
+    Ambiguous,
+    Network,
+    NetworkManager,
+    NoSuchNetwork,
+    ambiguous_message,
+)
 from berth.network.ports import PortInUse, exposed, from_docker
 
 from . import container_state as cs
@@ -67,12 +73,82 @@ def _endpoint_view(cfg: dict | None) -> dict:
     """What inspect shows of an endpoint the container asked for but does not hold."""
     cfg = cfg or {}
     # EndpointIPAMConfig's fields are omitempty in dockerd: an empty IPv6Address is not shown
-    ipam_cfg = {k: v for k, v in (cfg.get("IPAMConfig") or {}).items() if v} or None
+    ipam_cfg = cfg.get("IPAMConfig")
+    ipam_cfg = {k: v for k, v in ipam_cfg.items() if v} if isinstance(ipam_cfg, dict) else None
     return {"IPAMConfig": ipam_cfg, "Links": cfg.get("Links") or None,
             "Aliases": list(cfg.get("Aliases") or []) or None, "NetworkID": "",
             "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
             "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-            "MacAddress": cfg.get("MacAddress") or "", "DriverOpts": cfg.get("DriverOpts") or None}
+            "MacAddress": cfg.get("MacAddress") or "",
+            # as sent: the docker CLI's connect sends {} (shown so), its run sends nothing
+            "DriverOpts": cfg["DriverOpts"] if isinstance(cfg.get("DriverOpts"), dict) else None}
+
+
+def check_options(config: dict, host: dict) -> list[str]:
+    """dockerd's validateNetMode on a create request (its Config before the image's is merged,
+    and HostConfig): the first conflict as dockerd words it, else the warnings it gives."""
+    mode = host.get("NetworkMode") or ""
+    if mode == "container" or mode.startswith("container:"):
+        conflicts = [
+            (not mode.partition(":")[2],
+             "Invalid network mode: invalid container format container:<name|id>"),
+            (config.get("Hostname"), "conflicting options: hostname and the network mode"),
+            (host.get("Links"), "conflicting options: container type network can't be used "
+                                "with links. This would result in undefined behavior"),
+            (host.get("Dns"), "conflicting options: dns and the network mode"),
+            (host.get("ExtraHosts"), "conflicting options: custom host-to-IP mapping and the "
+                                     "network mode"),
+            (host.get("PortBindings") or host.get("PublishAllPorts"),
+             "conflicting options: port publishing and the container type network mode"),
+            (config.get("ExposedPorts"), "conflicting options: port exposing and the container "
+                                         "type network mode"),
+        ]
+        for bad, msg in conflicts:
+            if bad:
+                raise InvalidArgument(msg)
+    if mode == "host" and host.get("Links"):
+        raise InvalidArgument("conflicting options: host type networking can't be used with "
+                              "links. This would result in undefined behavior")
+    if mode == "host" and host.get("PortBindings"):
+        return ["Published ports are discarded when using host network mode"]
+    return []
+
+
+def link_env(name: str, ip: str, env: list[str], exposed: list[str]) -> list[str]:
+    """dockerd's environment for a legacy link ``name`` (/parent/alias) to a container at
+    ``ip`` with ``env`` and ``exposed`` ports ("80/tcp"): daemon/links' ToEnv."""
+    alias = name.rsplit("/", 1)[-1].upper().replace("-", "_")
+    ports = []
+    for key in exposed:
+        port, _, proto = key.partition("/")
+        if port.isdigit():
+            ports.append((int(port), (proto or "tcp").lower()))
+    ports.sort(key=lambda p: (p[0], p[1] != "tcp"))
+    out = []
+    if ports:
+        out.append(f"{alias}_PORT={ports[0][1]}://{ip}:{ports[0][0]}")
+    i = 0
+    while i < len(ports):  # runs of consecutive ports of one protocol: also as a range
+        j = i
+        while j + 1 < len(ports) and ports[j + 1] == (ports[j][0] + 1, ports[i][1]):
+            j += 1
+        if j > i:
+            (lo, proto), hi = ports[i], ports[j][0]
+            pre = f"{alias}_PORT_{lo}_{proto.upper()}"
+            out += [f"{pre}_START={proto}://{ip}:{lo}", f"{pre}_ADDR={ip}", f"{pre}_PROTO={proto}",
+                    f"{pre}_PORT_START={lo}", f"{pre}_END={proto}://{ip}:{hi}",
+                    f"{pre}_PORT_END={hi}"]
+        i = j + 1
+    for port, proto in ports:
+        pre = f"{alias}_PORT_{port}_{proto.upper()}"
+        out += [f"{pre}={proto}://{ip}:{port}", f"{pre}_ADDR={ip}", f"{pre}_PORT={port}",
+                f"{pre}_PROTO={proto}"]
+    out.append(f"{alias}_NAME={name}")
+    for e in env:
+        k, eq, v = e.partition("=")
+        if eq and k not in ("HOME", "PATH"):  # what a build adds, as dockerd skips
+            out.append(f"{alias}_ENV_{k}={v}")
+    return out
 
 
 def _check_endpoint_config(name: str, cfg: dict) -> None:
@@ -188,13 +264,22 @@ class NetworkService:
         for name, d in self.predefined.items():
             if ref in (name, d["Id"]):
                 return name
-        try:
-            return self.mgr.get(ref)
-        except NoSuchNetwork:
-            pass
         hits = [name for name, d in self.predefined.items() if d["Id"].startswith(ref)]
+        try:
+            n = self.mgr.get(ref)
+        except NoSuchNetwork:
+            n = None
+        except Ambiguous:
+            raise Ambiguous(ambiguous_message(ref, len(hits) + sum(
+                x.id.startswith(ref) for x in self.mgr.list()))) from None
+        if n is not None:
+            if hits and ref not in (n.id, n.name):
+                raise Ambiguous(ambiguous_message(ref, len(hits) + 1))
+            return n
         if len(hits) == 1:
             return hits[0]
+        if hits:
+            raise Ambiguous(ambiguous_message(ref, len(hits)))
         raise NoSuchNetwork(f"network {ref} not found")
 
     def _id_of(self, net: Network | str) -> str:
@@ -317,6 +402,14 @@ class NetworkService:
             raise PermissionDenied("ingress networks need swarm mode, which berth has not")
         if body.get("ConfigOnly") or (body.get("ConfigFrom") or {}).get("Network"):
             raise InvalidArgument("config-only networks are not supported by berth")
+        # dockerd outside a swarm, in its words
+        if body.get("Scope") == "swarm":
+            raise PermissionDenied("cannot create a swarm scoped network when swarm is not "
+                                   "active")
+        if body.get("Scope") not in (None, "", "local"):
+            raise PermissionDenied('This node is not a swarm manager. Use "docker swarm init" '
+                                   'or "docker swarm join" to connect this node to swarm and '
+                                   'try again.')
         ipam_in = body.get("IPAM") or {}
         if (ipam_in.get("Driver") or "default") != "default":
             raise NotFound(f'plugin "{ipam_in["Driver"]}" not found')
@@ -330,8 +423,7 @@ class NetworkService:
                 raise InvalidArgument("Invalid subnet  : invalid CIDR address: ")
             v4.append(p)
         if len(v4) > 1:
-            raise InvalidArgument("berth networks take one IPv4 subnet; got "
-                                  f"{', '.join(p['Subnet'] for p in v4)}")
+            raise PermissionDenied("bridge driver doesn't support multiple subnets")
         pool = v4[0] if v4 else {}
         labels = body.get("Labels") or {}
         options = body.get("Options") or {}
@@ -387,6 +479,10 @@ class NetworkService:
         return {"NetworksDeleted": gone or None}
 
     # ------------------------------------------------------------------ the container seam
+    @staticmethod
+    def check_options(config: dict, host: dict) -> list[str]:
+        return check_options(config, host)
+
     def check_mode(self, mode: str) -> None:
         """At create: the network (or container) the mode names must exist.
 
@@ -415,6 +511,12 @@ class NetworkService:
             if eps:
                 raise NetworkModeConflict("conflicting options: container type network can't be "
                                           "used with other networks")
+            # dockerd keeps the joined container by its full id (compose compares it so)
+            try:
+                host["NetworkMode"] = "container:" + \
+                    self.engine.containers.get(mode.split(":", 1)[1]).id
+            except NotFound as e:
+                raise InvalidArgument(e.message) from None
         else:
             primary = _mode_name(mode)
             cfg = dict(eps.pop(primary, None) or eps.pop(mode, None) or {})
@@ -502,7 +604,7 @@ class NetworkService:
             self.events.publish("network", "connect", net.id,
                                 {"container": c.id, "name": net.name, "type": "bridge"})
         return {"netns": path, "addresses": [ep.ip for _, ep in plugged],
-                "resolv_conf": resolv, "hosts": hosts}
+                "resolv_conf": resolv, "hosts": hosts, "env": self._link_env(c, plugged)}
 
     def _for_start(self, view: dict, name: str) -> Network | str:
         """The network an endpoint names: by the id it had (a network of the same name made
@@ -511,7 +613,7 @@ class NetworkService:
             try:
                 return self.find(view["NetworkID"])
             except NoSuchNetwork:
-                raise NoSuchNetwork(f"network {name} not found") from None
+                raise NoSuchNetwork(f"network {view['NetworkID']} not found") from None
         return self.find(name)
 
     def _attach(self, c, net: Network, want: dict, name: str, hostname: str):
@@ -551,6 +653,8 @@ class NetworkService:
             given = {f"{b.container_port}/{b.proto}" for b in bindings}
             bindings += [b for b in exposed([k for k in exposed_ports if k not in given])]
         out: dict = {}
+        if plugged and all(net.internal for net, _ in plugged):
+            return out  # dockerd: no external connectivity, no ports (exposed ones neither)
         for key in exposed_ports:
             port, _, proto = key.partition("/")
             out[f"{port}/{proto or 'tcp'}"] = None
@@ -559,7 +663,7 @@ class NetworkService:
         try:
             pubs = self.mgr.publish(sid, bindings)
         except PortInUse as e:
-            ep = plugged[0][1]
+            ep = next(ep for net, ep in plugged if not net.internal)
             raise PortInUse(f"driver failed programming external connectivity on endpoint "
                             f"{c.name.lstrip('/')} ({ep.id}): {e}") from None
         for p in pubs:
@@ -580,11 +684,11 @@ class NetworkService:
         return files.hosts(cfg.get("Hostname") or _short(c.id), ip, extra,
                            cfg.get("Domainname") or "")
 
-    def _legacy_links(self, c, plugged: list) -> list[tuple[str, str]]:
-        """``--link name:alias`` on the default bridge: /etc/hosts lines, as dockerd writes."""
-        out = []
+    def _bridge_links(self, c, plugged: list):
+        """``--link name:alias`` on the default bridge: (linked container, alias, its address)
+        for each link whose container is on that bridge."""
         if not plugged or not plugged[0][0].default:
-            return out
+            return
         for link in c.rec["HostConfig"].get("Links") or []:
             target, _, alias = link.partition(":")
             try:
@@ -593,10 +697,22 @@ class NetworkService:
                 continue
             for ep in self.mgr.endpoints_of(other.id):
                 if ep.network_id == plugged[0][0].id:
-                    alias = alias.rsplit("/", 1)[-1] or other.name.lstrip("/")
-                    names = list(dict.fromkeys([alias, _short(other.id), other.name.lstrip("/")]))
-                    out.append((" ".join(names), ep.ip))
+                    yield other, alias.rsplit("/", 1)[-1] or other.name.lstrip("/"), ep.ip
+                    break
+
+    def _link_env(self, c, plugged: list) -> list[str]:
+        """Links' environment as dockerd gives it (ALIAS_NAME, ALIAS_PORT*, ALIAS_ENV_*)."""
+        out: list[str] = []
+        for other, alias, ip in self._bridge_links(c, plugged):
+            ocfg = other.rec["Config"]
+            out += link_env(f"/{c.name.lstrip('/')}/{alias}", ip, ocfg.get("Env") or [],
+                            list(ocfg.get("ExposedPorts") or {}))
         return out
+
+    def _legacy_links(self, c, plugged: list) -> list[tuple[str, str]]:
+        """Links' /etc/hosts lines, as dockerd writes them."""
+        return [(" ".join(dict.fromkeys([alias, _short(other.id), other.name.lstrip("/")])), ip)
+                for other, alias, ip in self._bridge_links(c, plugged)]
 
     def _join(self, c, ref: str) -> dict:
         """``--network container:X``: X's namespace, its /etc files and hostname."""
@@ -728,7 +844,12 @@ class NetworkService:
             self.events.publish("network", "connect", net.id,
                                 {"container": c.id, "name": name, "type": "bridge"})
         else:
-            ns["Networks"][name] = _endpoint_view(want)
+            view = _endpoint_view(want)
+            if isinstance(net, Network) and not net.default and \
+                    _short(c.id) not in (view["Aliases"] or []):
+                # dockerd's updateNetworkConfig: the short id is an alias on user networks
+                view["Aliases"] = [*(view["Aliases"] or []), _short(c.id)]
+            ns["Networks"][name] = view
             ns["EndpointsConfig"][name] = want
             c.rec["NetworkSettings"] = ns
         self.engine.containers._save(c)
@@ -738,7 +859,19 @@ class NetworkService:
 
         if not container:
             raise InvalidArgument('invalid name or ID supplied: ""')
-        c = self.engine.containers.get(container)
+        try:
+            c = self.engine.containers.get(container)
+        except NotFound:
+            if not force:
+                raise
+            # dockerd's ForceEndpointDelete: an endpoint left by a container that is gone
+            net = self.find(ref)
+            stale = [e for e in (net.endpoints.values() if isinstance(net, Network) else ())
+                     if container in e.names]
+            if not stale:
+                raise NotFound(f"endpoint {container} not found") from None
+            await asyncio.to_thread(self.mgr.detach, stale[0].sandbox_id, net.id)
+            return
         net = self.find(ref)
         async with c.lock:
             await asyncio.to_thread(self._disconnect, c, net)
@@ -751,7 +884,9 @@ class NetworkService:
         name = self._name_of(net)
         ns = self._settings(c.rec)
         if name not in ns["Networks"]:
-            raise NotFound(f"container {c.id} is not connected to network {name}")
+            # dockerd's two messages: a stopped container's is "the network"
+            the = "" if cs.is_running(c.state) else "the "
+            raise NotFound(f"container {c.id} is not connected to {the}network {name}")
         if isinstance(net, Network) and any(e.network_id == net.id
                                             for e in self.mgr.endpoints_of(c.id)):
             self.mgr.detach(c.id, net.id)

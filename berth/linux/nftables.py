@@ -66,3 +66,23 @@ def run(commands: str, *, json_output: bool = False) -> str:
             msg += f" (in: {lines[1].strip()})"
         raise OSError(22, f"nft: {msg}")
     return out
+
+
+def run_fresh(commands: str) -> None:
+    """Run ``commands`` in a context of its own, made and freed here: libnftables opens its
+    netlink socket when a context is made, so this one acts on the calling thread's network
+    namespace (after a setns), where the shared context acts on the one it was made in."""
+    lib = _get()
+    ctx = lib.lib.nft_ctx_new(NFT_CTX_DEFAULT)
+    if not ctx:
+        raise OSError(ctypes.get_errno(), "nft_ctx_new failed")
+    try:
+        lib.lib.nft_ctx_buffer_output(ctx)
+        lib.lib.nft_ctx_buffer_error(ctx)
+        rc = lib.lib.nft_run_cmd_from_buffer(ctx, commands.encode())
+        err = (lib.lib.nft_ctx_get_error_buffer(ctx) or b"").decode()
+    finally:
+        lib.lib.nft_ctx_free(ctx)
+    if rc != 0:
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        raise OSError(22, "nft: " + (lines[0].split("Error: ", 1)[-1] if lines else "failed"))

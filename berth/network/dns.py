@@ -1,17 +1,21 @@
-"""Name resolution for user-defined networks: a DNS server on each network's gateway address.
+"""Name resolution for user-defined networks: berthd's DNS server, reached at 127.0.0.11.
 
-Design (see docs/ARCHITECTURE.md, "Network"): instead of Docker's embedded server at 127.0.0.11
-inside every container's namespace (a socket and NAT rules per container), berthd answers on
-``<gateway>:53`` of each user-defined network, one UDP and one TCP socket per network, in one
-thread with its own event loop. Containers of such a network get ``nameserver <gateway>``.
+As Docker's embedded server: a container on a user-defined network gets ``nameserver
+127.0.0.11``; berthd holds a UDP and a TCP socket on 127.0.0.11 (kernel-picked ports) inside
+that container's network namespace, and a nat rule there sends 127.0.0.11:53 to them (so a
+process of the container may still bind port 53 itself). The address never changes while the
+container's networks do (connect, disconnect). berthd also answers on ``<gateway>:53`` of
+each user-defined network (one UDP and one TCP socket per network), for clients that ask the
+gateway.
 
-Who asks decides what is visible: a query is answered only when its source address is an
-endpoint of the network whose gateway it was sent to; the names visible are those of every
-network that endpoint's container is attached to (as Docker's per-container resolver). Names of
-other networks are not resolved: a single-label name berth does not know gets NXDOMAIN here
-(Docker forwards it upstream, where it cannot resolve either, and the name would leave the
-host); other unknown names go to the container's ``--dns`` servers, or the host's resolv.conf
-servers, from the host's namespace; internal networks never forward (no way out).
+Who asks decides what is visible: a query on a container's own sockets is that container's;
+one on a gateway is answered only when its source address is an endpoint of that network. The
+names visible are those of every network that container is attached to (as Docker's
+per-container resolver). Names of other networks are not resolved: a single-label name berth
+does not know gets NXDOMAIN here (Docker forwards it upstream, where it cannot resolve either,
+and the name would leave the host); other unknown names go to the container's ``--dns``
+servers, or the host's resolv.conf servers, from the host's namespace (so a host resolver on
+127.0.0.53 works); internal networks never forward (no way out).
 
 The codec is sans-IO (``parse_query``, ``answer``); ``DnsServer`` adds the sockets.
 """
@@ -134,8 +138,12 @@ class Answer:
         self.nxdomain = nxdomain
 
 
-#: lookup(server_ip, client_ip, qname, qtype) -> Answer
+#: lookup(where, client_ip, qname, qtype) -> Answer; ``where`` is the gateway address asked,
+#: or ``STUB + sandbox id`` for a container's own 127.0.0.11 sockets
 Lookup = Callable[[str, str, str, int], Answer]
+STUB = "sandbox:"
+#: the address containers are given as their nameserver on user-defined networks
+STUB_IP = "127.0.0.11"
 
 
 def decide(q: Query, a: Answer) -> bytes | None:
@@ -175,8 +183,8 @@ async def _forward_udp(msg: bytes, servers: list[str], timeout: float) -> bytes 
 
 
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, server: "DnsServer", ip: str) -> None:
-        self.server, self.ip = server, ip
+    def __init__(self, server: "DnsServer", key: str) -> None:
+        self.server, self.ip = server, key
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -197,6 +205,29 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport.sendto(reply, addr)
 
 
+def sockets(ip: str, port: int = 0, *, freebind: bool = False
+            ) -> tuple[socket.socket, socket.socket]:
+    """A bound UDP socket and a listening TCP socket on ``ip``:``port`` (0: a port the kernel
+    picks for each), in the calling thread's network namespace."""
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        for s in (u, t):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if freebind:
+                s.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND: a bridge coming up
+        u.bind((ip, port))
+        t.bind((ip, port))
+        t.listen(64)
+        t.setblocking(False)
+        u.setblocking(False)
+    except BaseException:
+        u.close()
+        t.close()
+        raise
+    return u, t
+
+
 class DnsServer:
     """Serves ``lookup`` on each bound address (UDP and TCP port ``port``) in its own thread."""
 
@@ -210,13 +241,13 @@ class DnsServer:
                                        daemon=True)
         self.thread.start()
 
-    def handle_local(self, server_ip: str, client_ip: str, data: bytes) -> bytes | None:
+    def handle_local(self, where: str, client_ip: str, data: bytes) -> bytes | None:
         q = parse_query(data)
         if q is None:
             return error_reply(data, RCODE_FORMERR)
         if q.qclass != QCLASS_IN:
             return answer(q, RCODE_REFUSED)
-        return decide(q, self.lookup(server_ip, client_ip, q.name, q.qtype))
+        return decide(q, self.lookup(where, client_ip, q.name, q.qtype))
 
     async def _tcp_client(self, ip: str, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
@@ -238,43 +269,51 @@ class DnsServer:
         finally:
             writer.close()
 
-    async def _bind(self, ip: str) -> None:
+    async def _serve(self, key: str, u: socket.socket, t: socket.socket) -> None:
+        await self._unbind(key)  # never two pairs for one key: the first would be orphaned
         loop = asyncio.get_running_loop()
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND: the bridge may still be coming up
-        s.bind((ip, self.port))
-        udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self, ip), sock=s)
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        t.setsockopt(socket.IPPROTO_IP, 15, 1)
+        udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self, key), sock=u)
         try:
-            t.bind((ip, self.port))
-        except OSError:
+            tcp = await asyncio.start_server(lambda r, w: self._tcp_client(key, r, w), sock=t)
+        except BaseException:
             udp.close()
-            t.close()
             raise
-        tcp = await asyncio.start_server(lambda r, w: self._tcp_client(ip, r, w), sock=t)
-        self.bound[ip] = (udp, tcp)
+        self.bound[key] = (udp, tcp)
 
-    async def _unbind(self, ip: str) -> None:
-        pair = self.bound.pop(ip, None)
+    async def _unbind(self, key: str) -> None:
+        pair = self.bound.pop(key, None)
         if pair:
             udp, tcp = pair
             udp.close()
+            tcp.close()  # the listening socket is closed here and now
+            # A datagram transport closes its socket on the loop's next turn: a socket left
+            # open would keep a container's network namespace (and its veths) alive. (Not
+            # Server.wait_closed: from Python 3.12 on it waits for clients' connections too.)
+            await asyncio.sleep(0)
+
+    def serve(self, key: str, udp: socket.socket, tcp: socket.socket) -> None:
+        """Answer for ``key`` on the bound sockets ``udp`` and ``tcp`` (listening); they are
+        the server's from now on, closed by ``unbind(key)`` (or here, on failure)."""
+        try:
+            asyncio.run_coroutine_threadsafe(self._serve(key, udp, tcp), self.loop).result(5)
+        except BaseException:
+            udp.close()
             tcp.close()
+            raise
 
     def bind(self, ip: str) -> None:
-        """Serve on ``ip`` (idempotent); OSError if the address cannot be bound."""
-        if ip not in self.bound:
-            asyncio.run_coroutine_threadsafe(self._bind(ip), self.loop).result(5)
+        """Serve on ``ip``:port (idempotent); OSError if the address cannot be bound."""
+        if ip in self.bound:
+            return
+        u, t = sockets(ip, self.port, freebind=True)
+        self.serve(ip, u, t)
 
-    def unbind(self, ip: str) -> None:
-        asyncio.run_coroutine_threadsafe(self._unbind(ip), self.loop).result(5)
+    def unbind(self, key: str) -> None:
+        asyncio.run_coroutine_threadsafe(self._unbind(key), self.loop).result(5)
 
     def close(self) -> None:
-        for ip in list(self.bound):
-            self.unbind(ip)
+        for key in list(self.bound):
+            self.unbind(key)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()

@@ -40,7 +40,9 @@ def hosts(hostname: str, ip: str | None, extra: list[tuple[str, str]] = (),
     for name, addr in extra:
         lines.append(f"{addr}\t{name}")
     if ip:
-        names = [f"{hostname}.{domainname}", hostname] if domainname else [hostname]
+        # libnetwork's updateHostsFile: the FQDN, and its first label when it has dots
+        fqdn = f"{hostname}.{domainname}" if domainname else hostname
+        names = [fqdn, fqdn.split(".", 1)[0]] if "." in fqdn else [hostname]
         names += [a for a in aliases if a not in names]
         lines.append(f"{ip}\t{' '.join(names)}")
     return "\n".join(lines) + "\n"
@@ -73,7 +75,7 @@ def resolv_conf(*, embedded: str | None, dns: list[str] = (), search: list[str] 
         servers = [embedded]
         # As Docker's embedded resolver: ndots:0 unless the user set ndots, so that a short
         # name is asked as it is before any search domain.
-        options = list(options)
+        options = list(options) or h_options
         if not any(o.startswith("ndots:") for o in options):
             options.append("ndots:0")
     else:
@@ -81,9 +83,9 @@ def resolv_conf(*, embedded: str | None, dns: list[str] = (), search: list[str] 
                                 if not s.startswith("127.") and s != "::1"]
         servers = servers or FALLBACK_DNS
         options = list(options) or h_options
-    lines = [f"nameserver {s}" for s in servers]
-    if search:
-        lines.append("search " + " ".join(search))
+    # dockerd's order (libnetwork's resolvconf.Build): search, nameservers, options.
+    lines = ["search " + " ".join(search)] if search else []
+    lines += [f"nameserver {s}" for s in servers]
     if options:
         lines.append("options " + " ".join(options))
     return "\n".join(lines) + "\n"

@@ -76,7 +76,7 @@ def pick_subnet(taken: list[IPv4Network], pools: list[tuple[str, int]] | None = 
         for cand in ipaddress.ip_network(base).subnets(new_prefix=size):
             if not any(cand.overlaps(n) for n in avoid):
                 return cand
-    raise PoolExhausted("could not find an available, non-overlapping ipv4 address pool among "
+    raise PoolExhausted("could not find an available, non-overlapping IPv4 address pool among "
                         "the defaults to assign to the network")
 
 
@@ -91,8 +91,11 @@ class Subnet:
         if not self.range.subnet_of(self.net):
             raise InvalidSubnet(f"ip range {ip_range} is not within subnet {subnet}")
         gw = address(gateway, "gateway") if gateway else self.net.network_address + 1
-        if gw not in self.net or gw in (self.net.network_address, self.net.broadcast_address):
+        if gw not in self.net:
             raise InvalidSubnet(f"gateway {gw} is not a host address of subnet {subnet}")
+        if gw in (self.net.network_address, self.net.broadcast_address):
+            # dockerd 20.10's words: its allocator has these two marked as taken
+            raise InvalidSubnet(f"failed to allocate gateway ({gw}): Address already in use")
         self.gateway = gw
         #: addresses never handed out (Docker's AuxiliaryAddresses: a router, a printer...)
         self.reserved: set[str] = set()
@@ -113,14 +116,14 @@ class Subnet:
         """An address for ``owner``: ``ip`` if given and free, else the next free in range."""
         if ip:
             a = address(ip)
-            if not self._usable(a):
-                if a == self.gateway or str(a) in self.reserved:
-                    raise AddressInUse(f"address already in use: {a} is "
-                                       + ("the gateway" if a == self.gateway else "reserved"))
-                raise InvalidArgument(f"address {a} is not a host address of subnet {self.net}")
+            # dockerd 20.10's words, which users and scripts match: the gateway, the network
+            # and broadcast addresses count as taken, as in its allocator's bitmap.
+            if a not in self.net:
+                raise InvalidArgument(f"Invalid address {a}: It does not belong to any of this "
+                                      "network's subnets")
             s = str(a)
-            if self.leases.get(s, owner) != owner:
-                raise AddressInUse(f"address already in use: {s}")
+            if not self._usable(a) or self.leases.get(s, owner) != owner:
+                raise AddressInUse("Address already in use")
             self.leases[s] = owner
             return s
         lo = int(self.range.network_address)

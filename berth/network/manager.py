@@ -11,7 +11,9 @@ and in the kernel: one Linux bridge per network (``berth0`` for the default ``br
 ``berth-<id9>`` for the others — IFNAMSIZ allows 15 characters — unless
 ``com.docker.network.bridge.name`` says otherwise), one veth pair per endpoint (host end
 ``vb<endpoint id 12>`` enslaved to the bridge, the other end ``eth<N>`` in the sandbox), one
-nftables table (``table``), and DNS sockets on user networks' gateways.
+nftables table (``table``), and DNS sockets on user networks' gateways; in each sandbox on a
+user network, berthd's DNS sockets on 127.0.0.11 and the ``berth_dns`` nat table pointing at
+them (closed before the sandbox goes: an open socket would keep its namespace alive).
 
 Invariants:
 - every kernel object berth makes can be traced to a state file: a bridge to a network (or its
@@ -41,7 +43,8 @@ from dataclasses import dataclass, field
 from .. import atomic, fastjson
 from ..errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from . import firewall, ipam, netlink, sandbox
-from .dns import Answer, DnsServer, host_nameservers, ptr_to_ip
+from .dns import STUB, STUB_IP, Answer, DnsServer, host_nameservers, ptr_to_ip
+from .dns import sockets as dns_sockets
 from .files import hosts as hosts_text
 from .files import resolv_conf as resolv_text
 from .ports import PortBinding, Published, Reservations
@@ -82,6 +85,15 @@ class EndpointExists(PermissionDenied):
 
 class NotConnected(NotFound):
     pass
+
+
+class Ambiguous(InvalidArgument):
+    pass
+
+
+def ambiguous_message(ref: str, count: int) -> str:
+    """dockerd 20.10's words for an id prefix that names several networks."""
+    return f"{count} matches found based on ID prefix: network {ref} is ambiguous"
 
 
 @dataclass
@@ -218,6 +230,7 @@ class NetworkManager:
         self.default_mtu = default_mtu
         self.lock = threading.RLock()
         self.fw_lock = threading.Lock()
+        self.stub_lock = threading.Lock()
         self.local = threading.local()
         self.networks: dict[str, Network] = {}
         #: sandbox id → published ports
@@ -289,8 +302,7 @@ class NetworkManager:
             if len(hits) == 1:
                 return hits[0]
             if len(hits) > 1:
-                raise InvalidArgument(f"network {ref} is ambiguous ({len(hits)} matches found "
-                                      "based on id prefix)")
+                raise Ambiguous(ambiguous_message(ref, len(hits)))
         raise NoSuchNetwork(f"network {ref} not found")
 
     def list(self) -> list[Network]:
@@ -403,7 +415,7 @@ class NetworkManager:
                 except ipam.InvalidSubnet as e:
                     if not e.message.startswith("invalid subnet:"):
                         raise
-                    raise ipam.InvalidSubnet(f"invalid subnet {subnet}: invalid CIDR address: "
+                    raise ipam.InvalidSubnet(f"Invalid subnet {subnet} : invalid CIDR address: "
                                              f"{subnet}") from None
                 for other in self.networks.values():
                     if sn.overlaps(ipam.network(other.subnet)):
@@ -569,6 +581,8 @@ class NetworkManager:
             self._save(n)
         try:
             self._plumb(n, ep, path, default_route=route)
+            if n.dns:
+                self._ensure_stub(sid, path)
         except BaseException:
             self._nl().del_link(ep.veth)
             with self.lock:
@@ -617,6 +631,37 @@ class NetworkManager:
                 raise FailedPrecondition(f"attach to network {n.name}: {e.strerror or e}") from e
         finally:
             os.close(fd)
+
+    def _ensure_stub(self, sid: str, path: str, *, again: bool = False) -> None:
+        """The container's own DNS sockets on 127.0.0.11 in its namespace, and the nat rule
+        there that sends 127.0.0.11:53 to them (see dns). ``again``: replace what a previous
+        berthd left (its sockets died with it, so their ports are stale)."""
+        key = STUB + sid
+        with self.stub_lock:  # two attaches of one sandbox must not make two stubs
+            if key in self.dns.bound and not again:
+                return
+            self.dns.unbind(key)
+            self._make_stub(key, path, again)
+
+    def _make_stub(self, key: str, path: str, again: bool) -> None:
+        sid = key[len(STUB):]
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with netlink.in_netns(fd):
+                u, t = dns_sockets(STUB_IP)
+                try:
+                    firewall.apply_here(firewall.stub_rules(
+                        u.getsockname()[1], t.getsockname()[1], replace=again))
+                except BaseException:
+                    u.close()
+                    t.close()
+                    raise
+        except OSError as e:
+            raise FailedPrecondition(f"name resolution for container {sid[:12]}: "
+                                     f"{e.strerror or e}") from e
+        finally:
+            os.close(fd)
+        self.dns.serve(key, u, t)
 
     def detach(self, sid: str, ref: str) -> None:
         """Disconnect sandbox ``sid`` from network ``ref`` (its veth goes, its address too)."""
@@ -679,6 +724,8 @@ class NetworkManager:
                     del n.endpoints[ep.id]
                     n.leases.release(ep.ip, ep.id)
                     touched.append(n)
+        # Our sockets in the namespace would keep it (and its veths) alive: they go first.
+        self.dns.unbind(STUB + sid)
         # The veths die with the namespace; the leases go once nothing can use them.
         sandbox.destroy(path)
         with self.lock:
@@ -688,11 +735,13 @@ class NetworkManager:
     # -- published ports ---------------------------------------------------------------------
 
     def publish(self, sid: str, bindings: Iterable[PortBinding]) -> list[Published]:
-        """Forward host ports to sandbox ``sid``'s first address; all of them or none."""
+        """Forward host ports to the address of sandbox ``sid`` on its first network that is
+        not internal (as dockerd, an internal network gives no external connectivity); all of
+        them or none."""
         bindings = list(bindings)
         if not bindings:
             return self.ports(sid)
-        eps = self.endpoints_of(sid)
+        eps = [e for e in self.endpoints_of(sid) if not self.networks[e.network_id].internal]
         if not eps:
             raise FailedPrecondition(f"container {sid[:12]} has no network to publish ports on")
         ep = eps[0]
@@ -761,15 +810,10 @@ class NetworkManager:
 
     def resolv_conf(self, sid: str, *, dns: list[str] = (), search: list[str] = (),
                     options: list[str] = ()) -> str:
-        # The resolver of the first network that has one (as Docker starts its resolver as
-        # soon as one endpoint needs it): the query then leaves through that network's veth,
-        # with the address the resolver knows the container by.
+        # As Docker: 127.0.0.11 as soon as one endpoint has a resolver (a user network).
         embedded = None
-        for ep in self.endpoints_of(sid):
-            n = self.get(ep.network_id)
-            if n.dns:
-                embedded = n.gateway
-                break
+        if any(self.get(ep.network_id).dns for ep in self.endpoints_of(sid)):
+            embedded = STUB_IP
         return resolv_text(embedded=embedded, dns=dns, search=search, options=options,
                            host_resolv=self.host_resolv)
 
@@ -780,12 +824,20 @@ class NetworkManager:
 
     # -- name resolution ---------------------------------------------------------------------
 
-    def _lookup(self, server_ip: str, client_ip: str, qname: str, qtype: int) -> Answer:
+    def _lookup(self, where: str, client_ip: str, qname: str, qtype: int) -> Answer:
         with self.lock:
-            net = next((n for n in self.networks.values() if n.gateway == server_ip and n.dns),
-                       None)
-            asker = None if net is None else next(
-                (e for e in net.endpoints.values() if e.ip == client_ip), None)
+            if where.startswith(STUB):
+                # A container's own sockets: it is the asker, whatever its networks now.
+                sid = where[len(STUB):]
+                mine = [e for e in self.endpoints_of(sid) if self.networks[e.network_id].dns]
+                asker = mine[0] if mine else None
+                internal = all(self.networks[e.network_id].internal for e in mine)
+            else:
+                net = next((n for n in self.networks.values() if n.gateway == where and n.dns),
+                           None)
+                asker = None if net is None else next(
+                    (e for e in net.endpoints.values() if e.ip == client_ip), None)
+                internal = net is not None and net.internal
             if asker is None:
                 return Answer(refuse=True)
             nets = [n for n in self.networks.values() if n.dns and any(
@@ -814,7 +866,7 @@ class NetworkManager:
                 # typo): no upstream resolves bare names (systemd-resolved refuses to forward
                 # them too), and a container name has no business leaving the host.
                 return Answer(nxdomain=True)
-            if net.internal:
+            if internal:
                 return Answer(upstream=[])
             up = asker.dns or self.upstream
             if up is None:
@@ -917,6 +969,12 @@ class NetworkManager:
                         self._bind_dns(n)
                     except FailedPrecondition as e:
                         done.setdefault("errors", []).append(str(e))
+            for sid in sorted({e.sandbox_id for n in self.networks.values() if n.dns
+                               for e in n.endpoints.values()}):
+                try:
+                    self._ensure_stub(sid, self.sandbox_path(sid), again=True)
+                except FailedPrecondition as e:
+                    done.setdefault("errors", []).append(str(e))
         return done
 
     def close(self) -> None:

@@ -123,7 +123,8 @@ def from_docker(port_bindings: dict[str, list[dict[str, str]] | None]) -> list[P
         for b in binds or [{}]:
             ip = check_host_ip((b or {}).get("HostIp") or "")
             hp = (b or {}).get("HostPort") or ""
-            lo, hi = _range(hp, "hostPort") if hp else (0, 0)
+            # "0" is dockerd's "any port" too (the docker CLI's -p 0:80, docker-py's 0)
+            lo, hi = _range(hp, "hostPort") if hp not in ("", "0") else (0, 0)
             out.append(PortBinding(c, proto, ip, lo, hi if hi > lo else 0))
     return out
 

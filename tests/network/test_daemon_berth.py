@@ -85,7 +85,7 @@ def test_etc_files_routes_and_inspect(nd):
     assert "10.231.0.10\tbox1\n" in hosts
     assert "10.1.2.3\textra\n" in hosts and f"{bridge_gw}\tgw\n" in hosts
     assert hosts.startswith("127.0.0.1\tlocalhost\n")
-    assert resolv.splitlines() == ["nameserver 10.231.0.254", "search example.test",
+    assert resolv.splitlines() == ["search example.test", "nameserver 127.0.0.11",
                                    "options timeout:2 ndots:0"]
     assert rest.startswith("box1\n")
     assert "inet 10.231.0.10/24" in rest and "default via 10.231.0.254 dev eth0" in rest
@@ -250,11 +250,10 @@ def test_connect_and_disconnect_a_running_container(nd):
     httpd(nd, "joiner")  # on the default bridge
     nd.berth("network", "connect", "--alias", "extra1", "late-net", "joiner")
     out = nd.berth("exec", "joiner", "sh", "-c", "ip -o -4 addr; cat /etc/resolv.conf").stdout
-    gw = net_inspect(nd, "late-net")["IPAM"]["Config"][0]["Gateway"]
     ip = ip_of(nd, "joiner", "late-net")
     assert f"eth1    inet {ip}/" in out
-    # its first network with a resolver: resolv.conf names it now
-    assert f"nameserver {gw}" in out
+    # its first network with a resolver: resolv.conf names the resolver now
+    assert "nameserver 127.0.0.11" in out
     out = nd.berth("run", "--rm", "--network", "late-net", "busybox", "sh", "-c",
                    "wget -qO- http://joiner:8080/ && wget -qO- http://extra1:8080/").stdout
     assert out == HELLO * 2
@@ -275,12 +274,14 @@ def test_connect_and_disconnect_a_running_container(nd):
 def test_connect_while_created_applies_at_start(nd):
     nd.berth("network", "create", "n-a")
     nd.berth("network", "create", "n-b")
-    nd.berth("create", "--name", "two", "--network", "n-a", "busybox", "sleep", "300")
+    cid = nd.berth("create", "--name", "two", "--network", "n-a", "busybox", "sleep", "300"
+                   ).stdout.strip()
     nd.berth("network", "connect", "--ip", "10.0.0.1", "n-b", "two", check=False)
     nd.berth("network", "connect", "--alias", "second", "n-b", "two")
     nets = json.loads(nd.berth("inspect", "-f", "{{json .NetworkSettings.Networks}}",
                                "two").stdout)
-    assert set(nets) == {"n-a", "n-b"} and nets["n-b"]["Aliases"] == ["second"]
+    # as dockerd: the short id is an alias on a user network from the connect on
+    assert set(nets) == {"n-a", "n-b"} and nets["n-b"]["Aliases"] == ["second", cid[:12]]
     nd.berth("start", "two")
     out = nd.berth("exec", "two", "ip", "-o", "-4", "addr").stdout
     assert "eth0" in out and "eth1" in out
@@ -418,11 +419,19 @@ def test_rename_changes_the_name_a_container_resolves_by(nd):
 
 
 def test_legacy_links_on_the_default_bridge(nd):
-    cid = httpd(nd, "linked")
+    cid = httpd(nd, "linked", "--expose", "8080", "-e", "ROLE=db")
     ip = ip_of(nd, "linked")
     out = nd.berth("run", "--rm", "--link", "linked:db", "busybox", "sh", "-c",
                    "grep db /etc/hosts; wget -qO- http://db:8080/").stdout
     assert out == f"{ip}\tdb {cid[:12]} linked\n" + HELLO
+    # and dockerd's variables (docker-py's test_create_with_links reads them); -e wins
+    out = nd.berth("run", "--rm", "--name", "linker", "--link", "linked:db", "-e",
+                   "DB_NAME=mine", "busybox", "env").stdout.splitlines()
+    assert "DB_NAME=mine" in out and f"DB_PORT_8080_TCP=tcp://{ip}:8080" in out
+    out = nd.berth("run", "--rm", "--name", "linker", "--link", "linked:db", "busybox", "env"
+                   ).stdout.splitlines()
+    assert {"DB_NAME=/linker/db", f"DB_PORT=tcp://{ip}:8080", f"DB_PORT_8080_TCP_ADDR={ip}",
+            "DB_ENV_ROLE=db"} <= set(out)
 
 
 def test_network_events(nd):
@@ -460,3 +469,53 @@ def test_a_restarting_container_keeps_its_network(nd):
     seen = nd.berth("logs", "flappy").stdout.split()
     assert len(seen) == 3 and len(set(seen)) == 1 and seen[0].count(".") == 3, seen
     assert State(nd).sandboxes() == []  # released once it stopped for good
+
+
+def test_resolver_at_127_0_0_11_follows_connect_and_disconnect(nd):
+    """As dockerd's: nameserver 127.0.0.11 whatever the container's networks become (after
+    disconnecting the network it started on, names still resolve), and port 53 of the
+    container stays its own (the resolver's sockets sit on other ports behind a nat rule)."""
+    nd.berth("network", "create", "first-net")
+    nd.berth("network", "create", "second-net")
+    nd.berth("run", "-d", "--name", "peer2", "--network", "second-net", "busybox", "sleep", "300")
+    nd.berth("run", "-d", "--name", "mover", "--network", "first-net", "busybox", "sh", "-c",
+             "httpd -p 53 -h /etc; sleep 300")
+    peer2 = ip_of(nd, "peer2")
+    assert nd.berth("exec", "mover", "cat", "/etc/resolv.conf").stdout == \
+        "nameserver 127.0.0.11\noptions ndots:0\n"
+    assert "NXDOMAIN" in nd.berth("exec", "mover", "nslookup", "peer2", check=False).stdout
+    nd.berth("network", "connect", "second-net", "mover")
+    nd.berth("network", "disconnect", "first-net", "mover")
+    out = nd.berth("exec", "mover", "sh", "-c", "cat /etc/resolv.conf; nslookup peer2; "
+                   "netstat -lnt").stdout
+    assert out.startswith("nameserver 127.0.0.11\n")
+    assert f"Address: {peer2}" in out
+    # the container's own server on port 53 (busybox httpd) is reachable by name, over TCP
+    assert ":::53 " in out or "0.0.0.0:53 " in out
+    r = nd.berth("exec", "peer2", "wget", "-qO-", "http://mover:53/hostname")
+    assert r.stdout.strip() == nd.berth("inspect", "-f", "{{.Config.Hostname}}", "mover"
+                                        ).stdout.strip()
+
+
+def test_shim_killed_leaves_no_network_behind(nd):
+    """kill -9 of a container's shim: the container is reported exited and its namespace,
+    veth, lease, published port and resolver sockets all go (the nd fixture checks them)."""
+    import os
+    import signal
+    from pathlib import Path
+
+    nd.berth("network", "create", "shimnet")
+    p = free_port()
+    cid = httpd(nd, "doomed", "--network", "shimnet", "-p", f"127.0.0.1:{p}:80", port=80)
+    assert http_get(f"http://127.0.0.1:{p}/") == HELLO
+    shim_pid = int((Path(nd.run) / "c" / cid[:12] / "shim.pid").read_text())
+    os.kill(shim_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while nd.berth("inspect", "-f", "{{.State.Status}}", "doomed").stdout.strip() != "exited":
+        assert time.monotonic() < deadline, "the container is still reported running"
+        time.sleep(0.1)
+    assert State(nd).wait_no_leaks() == []
+    # the port is free again for anyone
+    s = socket.socket()
+    s.bind(("127.0.0.1", p))
+    s.close()

@@ -46,7 +46,15 @@ def test_docker_py_network_suite(tmp_path, busybox_tar):
     stubs.mkdir()
     (stubs / "paramiko.py").write_text("class Channel:  # only isinstance checks use it\n"
                                        "    pass\n")
-    d = _start_berthd(("--cgroup-parent", CGROUP_PARENT))
+    # The suite takes 172.28.0.0/16 for itself: the default bridge must not land there (it
+    # takes the first pool subnet the host does not route, and hosts here route many).
+    from berth.network import ipam
+    from berth.network.netlink import Netlink
+
+    with Netlink() as nl:
+        taken = [ipam.IPv4Network(f"{a}/{p}", strict=False) for _, a, p in nl.addrs()]
+    bip = ipam.pick_subnet(taken, pools=[("10.160.0.0/11", 24)])
+    d = _start_berthd(("--cgroup-parent", CGROUP_PARENT, "--bip", str(bip)))
     try:
         d.berth("import", str(busybox_tar), "busybox:latest")
         for tag in ("alpine:3.10", "alpine:latest"):

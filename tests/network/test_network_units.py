@@ -52,9 +52,10 @@ def test_docker_forms():
     got = from_docker({"80/tcp": [{"HostIp": "", "HostPort": "8080"}],
                        "53/udp": [{"HostIp": "127.0.0.1", "HostPort": ""}],
                        "90/tcp": [{"HostIp": "0.0.0.0", "HostPort": "9000-9005"}],
-                       "91/tcp": None})
+                       "91/tcp": None,
+                       "92/tcp": [{"HostIp": "", "HostPort": "0"}]})  # -p 0:92: any port
     assert got == [PortBinding(80, "tcp", "", 8080), PortBinding(53, "udp", "127.0.0.1", 0),
-                   PortBinding(90, "tcp", "", 9000, 9005), PortBinding(91)]
+                   PortBinding(90, "tcp", "", 9000, 9005), PortBinding(91), PortBinding(92)]
     assert exposed({"80/tcp": {}, "53/udp": {}, "7000-7001": {}}) == [
         PortBinding(80), PortBinding(53, "udp"), PortBinding(7000), PortBinding(7001)]
     assert PortBinding(80, "tcp", "", 8080).to_docker() == (
@@ -96,10 +97,16 @@ def test_allocation_in_range_and_requested():
     with pytest.raises(ipam.AddressInUse):
         s.allocate("y", "10.1.0.100")
     assert s.allocate("x", "10.1.0.100") == "10.1.0.100"  # same owner: idempotent
-    with pytest.raises(ipam.AddressInUse, match="gateway"):
-        s.allocate("y", "10.1.0.254")
-    with pytest.raises(ipam.InvalidArgument, match="not a host address"):
-        s.allocate("y", "10.1.0.255")
+    # dockerd 20.10's words: the gateway, network and broadcast addresses count as taken
+    for taken in ("10.1.0.254", "10.1.0.255", "10.1.0.0"):
+        with pytest.raises(ipam.AddressInUse, match="^Address already in use$"):
+            s.allocate("y", taken)
+    with pytest.raises(ipam.InvalidArgument, match="^Invalid address 10.2.0.1: It does not "
+                       "belong to any of this network's subnets$"):
+        s.allocate("y", "10.2.0.1")
+    with pytest.raises(ipam.InvalidSubnet, match=r"^failed to allocate gateway \(10.1.0.0\): "
+                       "Address already in use$"):
+        ipam.Subnet("10.1.0.0/24", gateway="10.1.0.0")
     with pytest.raises(ipam.InvalidSubnet, match="not within"):
         ipam.Subnet("10.1.0.0/24", ip_range="10.2.0.0/28")
     with pytest.raises(ipam.InvalidSubnet, match="too small"):
@@ -177,14 +184,22 @@ def test_container_files(tmp_path):
     host = tmp_path / "resolv.conf"
     host.write_text("nameserver 127.0.0.53\nnameserver 10.9.9.9\nsearch corp.example\n"
                     "options edns0\n")
-    assert files.resolv_conf(embedded="172.18.0.1", host_resolv=str(host)) == (
-        "nameserver 172.18.0.1\nsearch corp.example\noptions ndots:0\n")
+    # dockerd's order (search, nameservers, options) and its rebuild on user networks: the
+    # host's search and options kept, ndots:0 added
+    assert files.resolv_conf(embedded="127.0.0.11", host_resolv=str(host)) == (
+        "search corp.example\nnameserver 127.0.0.11\noptions edns0 ndots:0\n")
+    assert files.resolv_conf(embedded="127.0.0.11", options=["ndots:3"],
+                             host_resolv=str(host)) == (
+        "search corp.example\nnameserver 127.0.0.11\noptions ndots:3\n")
     assert files.resolv_conf(embedded=None, host_resolv=str(host)) == (
-        "nameserver 10.9.9.9\nsearch corp.example\noptions edns0\n")
+        "search corp.example\nnameserver 10.9.9.9\noptions edns0\n")
     assert files.resolv_conf(embedded=None, dns=["1.1.1.1"], search=["a.b"],
-                             host_resolv=str(host)).startswith("nameserver 1.1.1.1\nsearch a.b")
+                             host_resolv=str(host)).startswith("search a.b\nnameserver 1.1.1.1")
     host.write_text("nameserver 127.0.0.53\n")
     assert "nameserver 8.8.8.8" in files.resolv_conf(embedded=None, host_resolv=str(host))
+    assert files.hosts("h.x.y", "10.0.0.2").endswith("\n10.0.0.2\th.x.y h\n")
+    assert files.hosts("h", "10.0.0.2", domainname="d.example").endswith(
+        "\n10.0.0.2\th.d.example h\n")
     h = files.hosts("web", "172.18.0.2", [("db", "10.0.0.9")])
     assert h.splitlines()[0] == "127.0.0.1\tlocalhost"
     assert h.splitlines()[-2:] == ["10.0.0.9\tdb", "172.18.0.2\tweb"]
@@ -255,3 +270,20 @@ def test_endpoint_settings_as_dockerd_shows_them():
                      ({"Aliases": ["x"]}, "network-scoped alias")]:
         with pytest.raises(InvalidArgument, match=msg):
             _check_endpoint_config("bridge", cfg)
+
+
+def test_legacy_link_environment_as_dockerd():
+    from berth.engine.networks import link_env
+
+    env = link_env("/web/db", "172.18.0.5", ["PATH=/bin", "HOME=/root", "PGUSER=x", "EMPTY="],
+                   ["5432/tcp", "53/udp", "7001/tcp", "7000/tcp"])
+    assert env[0] == "DB_PORT=udp://172.18.0.5:53"  # the lowest port
+    assert "DB_PORT_5432_TCP=tcp://172.18.0.5:5432" in env
+    assert {"DB_PORT_5432_TCP_ADDR=172.18.0.5", "DB_PORT_5432_TCP_PORT=5432",
+            "DB_PORT_5432_TCP_PROTO=tcp"} <= set(env)
+    # a run of consecutive ports is also given as a range
+    assert {"DB_PORT_7000_TCP_START=tcp://172.18.0.5:7000", "DB_PORT_7000_TCP_PORT_END=7001",
+            "DB_PORT_7000_TCP_END=tcp://172.18.0.5:7001"} <= set(env)
+    assert "DB_NAME=/web/db" in env and "DB_ENV_PGUSER=x" in env and "DB_ENV_EMPTY=" in env
+    assert not [e for e in env if e.startswith(("DB_ENV_PATH", "DB_ENV_HOME"))]
+    assert link_env("/a/my-cache", "10.0.0.2", [], []) == ["MY_CACHE_NAME=/a/my-cache"]
