@@ -9,7 +9,7 @@ image is 404, a refused login 401/403), after it in-band as ``{"errorDetail": ..
 
 from __future__ import annotations
 
-from berth.errors import InvalidArgument
+from berth.errors import Internal, InvalidArgument, PermissionDenied, Unavailable
 
 from ..http import Request, StreamResponse, json_response
 from ..streams import progress_stream, run_sync
@@ -21,13 +21,26 @@ def _credentials(req: Request):
     return decode_registry_auth(req.header("x-registry-auth"))
 
 
+def _pull_as_dockerd(pull):
+    """dockerd answers a pull that cannot reach the registry, or lacks the credentials a Basic
+    registry asks for, with 500 (its words are kept): clients branch on that status."""
+
+    def call(*args, **kw):
+        try:
+            return pull(*args, **kw)
+        except (Unavailable, PermissionDenied) as e:
+            raise Internal(e.message) from e
+
+    return call
+
+
 def register(router, engine) -> None:
     async def pull(req: Request) -> StreamResponse:
         image = req.arg("fromImage")
         if not image:
             raise InvalidArgument("fromImage is required")
         return StreamResponse(progress_stream(
-            engine.registry.pull, image, req.arg("tag"), req.arg("platform"),
+            _pull_as_dockerd(engine.registry.pull), image, req.arg("tag"), req.arg("platform"),
             _credentials(req)))
 
     async def push(req: Request) -> StreamResponse:
