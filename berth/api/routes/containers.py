@@ -404,7 +404,8 @@ def register(router, engine) -> None:
         ("POST", "/containers/{id}/unpause", unpause),
         ("POST", "/containers/{id}/attach", attach),
         ("POST", "/containers/{id}/wait", wait),
-        ("DELETE", "/containers/{id}", remove),
+        # {id:.*}: a legacy link is removed by its name, /parent/alias
+        ("DELETE", "/containers/{id:.*}", remove),
         ("HEAD", "/containers/{id}/archive", archive_head),
         ("GET", "/containers/{id}/archive", archive_get),
         ("PUT", "/containers/{id}/archive", archive_put),

@@ -1,0 +1,73 @@
+"""What docker-py 7's own container suite (api_container_test.py, models_containers_test.py) hit
+against berthd, each as a docker-py user meets it, beside the private dockerd where that
+dockerd (no bridge network) has the feature."""
+
+import io
+import tarfile
+
+import docker
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.interop]
+
+
+@pytest.fixture
+def clients(bd, dockerd):
+    """(berthd's, dockerd's) low-level docker-py clients; their containers go afterwards."""
+    out = [docker.APIClient(base_url=bd.host, version="1.41", timeout=60),
+           docker.APIClient(base_url=dockerd.host, version="1.41", timeout=60)]
+    made: list[tuple[docker.APIClient, str]] = []
+    try:
+        yield out, made
+    finally:
+        for c, cid in made:
+            try:
+                c.remove_container(cid, force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+        for c in out:
+            c.close()
+
+
+def _create(made, c, *args, **kw) -> str:
+    cid = c.create_container(*args, **kw)["Id"]
+    made.append((c, cid))
+    return cid
+
+
+def _tar(name: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _untar(chunks) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as t:
+        return {m.name: t.extractfile(m).read() for m in t if m.isfile()}
+
+
+def test_remove_a_legacy_link(bd):
+    """docker-py's test_remove_link: DELETE /containers/parent/alias?link=1."""
+    c = docker.APIClient(base_url=bd.host, version="1.41", timeout=60)
+    try:
+        c1 = c.create_container("busybox", "cat", stdin_open=True)["Id"]
+        c.start(c1)
+        name1 = c.inspect_container(c1)["Name"][1:]
+        c2 = c.create_container("busybox", "cat", stdin_open=True,
+                                host_config=c.create_host_config(links={name1: "mylink"}))["Id"]
+        c.start(c2)
+        name2 = c.inspect_container(c2)["Name"][1:]
+        assert c.inspect_container(c2)["HostConfig"]["Links"]
+        c.remove_container(f"{name2}/mylink", link=True)
+        assert not c.inspect_container(c2)["HostConfig"]["Links"]
+        ids = {x["Id"] for x in c.containers(all=True)}
+        assert {c1, c2} <= ids  # the link went, both containers stay
+        with pytest.raises(docker.errors.NotFound):  # it is gone
+            c.remove_container(f"{name2}/mylink", link=True)
+        with pytest.raises(docker.errors.APIError, match="default link name"):
+            c.remove_container(name1, link=True)
+    finally:
+        c.close()
