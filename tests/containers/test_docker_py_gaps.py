@@ -71,3 +71,28 @@ def test_remove_a_legacy_link(bd):
             c.remove_container(name1, link=True)
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_archive_in_an_anonymous_volume(clients, running):
+    """docker-py's ArchiveTest: put/get/stat at /vol1, an anonymous volume (``volumes=``) of a
+    container that never started, and of a running one."""
+    (cb, cd), made = clients
+    results = []
+    for c in (cb, cd):
+        cmd = ["sleep", "60"] if running else ["cat", "/vol1/f.txt"]
+        cid = _create(made, c, "busybox", cmd, volumes=["/vol1"],
+                      host_config=c.create_host_config(network_mode="none"))
+        if running:
+            c.start(cid)
+        stat = c.get_archive(cid, "/vol1")[1]
+        assert c.put_archive(cid, "/vol1", _tar("f.txt", b"in the volume"))
+        strm, fstat = c.get_archive(cid, "/vol1/f.txt")
+        files = _untar(strm)
+        if not running:
+            c.start(cid)
+            c.wait(cid)
+            files["logs"] = c.logs(cid)
+        results.append((stat["name"], stat["mode"] & 0o777, fstat["size"], files))
+    assert results[0] == results[1]
+    assert results[0][3]["f.txt"] == b"in the volume"
