@@ -834,14 +834,12 @@ class ContainerService:
         if condition in ("", "not-running"):
             if not cs.is_running(c.state):
                 return _wait_result(c)
+            # As dockerd: the next exit ends the wait, also one the restart policy follows
+            # with a restart (docker-py's test_create_with_restart_policy waits on one).
             fut = loop.create_future()
             c.exit_waiters.append(fut)
-            while True:
-                await fut
-                if not cs.is_running(c.state) or c.removed:
-                    return _wait_result(c)
-                fut = loop.create_future()
-                c.exit_waiters.append(fut)
+            code = await fut
+            return dict(_wait_result(c), StatusCode=code)
         if condition == "next-exit":
             fut = loop.create_future()
             c.exit_waiters.append(fut)

@@ -96,3 +96,17 @@ def test_archive_in_an_anonymous_volume(clients, running):
         results.append((stat["name"], stat["mode"] & 0o777, fstat["size"], files))
     assert results[0] == results[1]
     assert results[0][3]["f.txt"] == b"in the volume"
+
+
+def test_wait_on_a_container_that_restarts(clients):
+    """docker-py's test_create_with_restart_policy: ``wait`` ends at the exit that the policy
+    follows with a restart (the container stays running in Docker's sense)."""
+    (cb, cd), made = clients
+    for c in (cb, cd):
+        cid = _create(made, c, "busybox", ["sh", "-c", "sleep 1; exit 3"],
+                      host_config=c.create_host_config(
+                          restart_policy={"Name": "always"}, network_mode="none"))
+        c.start(cid)
+        assert c.wait(cid, timeout=20)["StatusCode"] == 3
+        with pytest.raises(docker.errors.APIError, match="(?i)stop the container before"):
+            c.remove_container(cid)
