@@ -110,3 +110,18 @@ def test_wait_on_a_container_that_restarts(clients):
         assert c.wait(cid, timeout=20)["StatusCode"] == 3
         with pytest.raises(docker.errors.APIError, match="(?i)stop the container before"):
             c.remove_container(cid)
+
+
+def test_attach_without_stream_gives_the_logs(clients):
+    """docker-py's test_attach_no_stream: ``attach(stream=False, logs=True)`` of a container that
+    ran gives its output. docker-py reads the raw socket after a buffered read of the head, so
+    output sent along with the head would be lost: repeated, as the race is timing's."""
+    (cb, cd), made = clients
+    for c, times in ((cb, 20), (cd, 2)):
+        for _ in range(times):
+            cid = _create(made, c, "busybox", ["echo", "hello"],
+                          host_config=c.create_host_config(network_mode="none"))
+            c.start(cid)
+            c.wait(cid)
+            assert c.attach(cid, stream=False, logs=True) == b"hello\n"
+            c.remove_container(cid)

@@ -216,6 +216,8 @@ def register(router, engine) -> None:
                 for s, data, _t in recs:
                     if (s == "stdout" and stdout) or (s == "stderr" and stderr):
                         prefix.append(data if tty else frame(1 if s == "stdout" else 2, data))
+                if prefix:
+                    await head_read(writer)
             if not stream:
                 for p in prefix:
                     writer.write(p)
@@ -412,6 +414,26 @@ def register(router, engine) -> None:
         ("POST", "/commit", commit),
     ):
         router.add(method, path, fn)
+
+
+async def head_read(writer, limit: float = 0.5) -> None:
+    """Wait (``limit`` s at most) until the client has read the response head.
+
+    docker-py reads the head through a buffered reader, then reads the raw socket: output
+    that came in one read with the head is lost (``attach(stream=False, logs=True)`` gave
+    b""). dockerd's output comes late enough; berth's logs come at once, so they wait for
+    the head to be taken. Only a unix socket says what its peer has read."""
+    import socket
+
+    from berth.linux.sockq import unread
+
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while unread(sock.fileno()) and loop.time() < deadline:
+        await asyncio.sleep(0.001)
 
 
 async def _end(writer) -> None:
