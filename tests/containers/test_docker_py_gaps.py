@@ -125,3 +125,38 @@ def test_attach_without_stream_gives_the_logs(clients):
             c.wait(cid)
             assert c.attach(cid, stream=False, logs=True) == b"hello\n"
             c.remove_container(cid)
+
+
+def _ws(host: str, path: str):
+    """A websocket-client connection over the daemon's unix socket (docker-py builds its ws
+    URL from the base URL, which a unix socket's http+docker:// is not)."""
+    import socket
+
+    import websocket
+
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(host.removeprefix("unix://"))
+    return websocket.create_connection(f"ws://localhost{path}", socket=s, timeout=20)
+
+
+def test_attach_over_a_websocket(clients, bd, dockerd):
+    """docker-py's test_run_container_reading_socket_ws (its ws URL needs tcp://): GET
+    /containers/{id}/attach/ws: the output in binary frames, stdin from the client's."""
+    (cb, cd), made = clients
+    out = []
+    for c, host in ((cb, bd.host), (cd, dockerd.host)):
+        cid = _create(made, c, "busybox", ["printf", "hi there"],
+                      host_config=c.create_host_config(network_mode="none"))
+        ws = _ws(host, f"/v1.41/containers/{cid}/attach/ws?stream=1&stdout=1&logs=1")
+        c.start(cid)
+        op, data = ws.recv_data()
+        ws.close()
+        cat = _create(made, c, "busybox", ["cat"], stdin_open=True,
+                      host_config=c.create_host_config(network_mode="none"))
+        c.start(cat)
+        ws = _ws(host, f"/v1.41/containers/{cat}/attach/ws?stream=1")
+        ws.send_binary(b"typed\n")
+        op2, echoed = ws.recv_data()
+        ws.close()
+        out.append((op, data, op2, echoed))
+    assert out[0] == out[1] == (2, b"hi there", 2, b"typed\n")
