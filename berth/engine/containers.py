@@ -297,6 +297,10 @@ class ContainerService:
             raise InvalidArgument("config cannot be empty in order to create a container")
         config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
         host = dict(body.get("HostConfig") or {})
+        if not host.get("Runtime") and isinstance(config.get("Runtime"), str):
+            # docker-py's create_container(runtime=) sends it beside Image, where dockerd
+            # does not look (its runc default hides that); the user asked for that runtime
+            host["Runtime"] = config["Runtime"]
         if name and not _valid_name(name):
             raise InvalidArgument(f"Invalid container name ({name}), only "
                                   "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")

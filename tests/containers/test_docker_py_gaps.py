@@ -160,3 +160,24 @@ def test_attach_over_a_websocket(clients, bd, dockerd):
         ws.close()
         out.append((op, data, op2, echoed))
     assert out[0] == out[1] == (2, b"hi there", 2, b"typed\n")
+
+
+def test_create_container_with_a_runtime(bd):
+    """docker-py's test_create_with_runtime: ``create_container(runtime="runc")`` puts it in
+    the config, not HostConfig; berth's default is berth-runtime, so it must be taken there."""
+    import shutil
+
+    if not shutil.which("runc"):
+        pytest.skip("no runc")
+    c = docker.APIClient(base_url=bd.host, version="1.41", timeout=60)
+    try:
+        cid = c.create_container("busybox", ["echo", "test"], runtime="runc",
+                                 host_config=c.create_host_config(network_mode="none"))["Id"]
+        assert c.inspect_container(cid)["HostConfig"]["Runtime"] == "runc"
+        c.start(cid)
+        assert c.wait(cid)["StatusCode"] == 0
+        assert c.logs(cid) == b"test\n"
+        with pytest.raises(docker.errors.APIError, match="Unknown runtime specified nope"):
+            c.create_container("busybox", ["true"], runtime="nope")
+    finally:
+        c.close()
