@@ -60,9 +60,14 @@ def test_remove_a_legacy_link(bd):
                                 host_config=c.create_host_config(links={name1: "mylink"}))["Id"]
         c.start(c2)
         name2 = c.inspect_container(c2)["Name"][1:]
-        assert c.inspect_container(c2)["HostConfig"]["Links"]
+        # as dockerd shows a link: in the parent's HostConfig and in the child's names
+        assert c.inspect_container(c2)["HostConfig"]["Links"] == [f"/{name1}:/{name2}/mylink"]
+        names = {x["Id"]: x["Names"] for x in c.containers()}
+        assert names[c1] == [f"/{name1}", f"/{name2}/mylink"]
+        assert names[c2] == [f"/{name2}"]
         c.remove_container(f"{name2}/mylink", link=True)
-        assert not c.inspect_container(c2)["HostConfig"]["Links"]
+        assert c.inspect_container(c2)["HostConfig"]["Links"] is None
+        assert {x["Id"]: x["Names"] for x in c.containers()}[c1] == [f"/{name1}"]
         ids = {x["Id"] for x in c.containers(all=True)}
         assert {c1, c2} <= ids  # the link went, both containers stay
         with pytest.raises(docker.errors.NotFound):  # it is gone
