@@ -117,19 +117,23 @@ def test_wait_on_a_container_that_restarts(clients):
             c.remove_container(cid)
 
 
-def test_attach_without_stream_gives_the_logs(clients):
+def test_attach_without_stream_gives_the_logs(bd):
     """docker-py's test_attach_no_stream: ``attach(stream=False, logs=True)`` of a container that
     ran gives its output. docker-py reads the raw socket after a buffered read of the head, so
-    output sent along with the head would be lost: repeated, as the race is timing's."""
-    (cb, cd), made = clients
-    for c, times in ((cb, 20), (cd, 2)):
-        for _ in range(times):
-            cid = _create(made, c, "busybox", ["echo", "hello"],
-                          host_config=c.create_host_config(network_mode="none"))
+    output sent along with the head is lost: repeated, as the race is timing's. Not beside
+    dockerd: this machine's dockerd 20.10 loses that race itself now and then (b"" in about
+    one of three), which is no behaviour to match."""
+    c = docker.APIClient(base_url=bd.host, version="1.41", timeout=60)
+    try:
+        for _ in range(20):
+            cid = c.create_container("busybox", ["echo", "hello"],
+                                     host_config=c.create_host_config(network_mode="none"))["Id"]
             c.start(cid)
             c.wait(cid)
             assert c.attach(cid, stream=False, logs=True) == b"hello\n"
             c.remove_container(cid)
+    finally:
+        c.close()
 
 
 def _ws(host: str, path: str):
