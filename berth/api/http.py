@@ -151,9 +151,11 @@ class HijackResponse:
     """
 
     def __init__(self, callback: HijackCallback,
-                 content_type: str = "application/vnd.docker.raw-stream") -> None:
+                 content_type: str = "application/vnd.docker.raw-stream",
+                 head: bytes | None = None) -> None:
         self.callback = callback
         self.content_type = content_type
+        self.head = head  # a whole response head of the handler's (a websocket's 101)
 
 
 Handler = Callable[[Request], Awaitable[Response | StreamResponse | HijackResponse]]
@@ -321,6 +323,6 @@ class Connection:
                     f"Server: {SERVER_HEADER}\r\n\r\n")
         # Bytes the client sent after the request (stdin typed early) are already in h11.
         early, _closed = self.h11.trailing_data
-        self.writer.write(head.encode())
+        self.writer.write(resp.head or head.encode())
         await self.writer.drain()
         await resp.callback(self.reader, self.writer, bytes(early))

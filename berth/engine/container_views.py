@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from berth.errors import InvalidArgument
+from berth.errors import InvalidArgument, NotFound
 
 from . import container_state as cs
 from . import mounts
@@ -55,6 +55,25 @@ def _endpoint() -> dict:
             "MacAddress": "", "DriverOpts": None}
 
 
+def _link_targets(service, c) -> list[tuple[str, str]]:
+    """``c``'s legacy links as (the linked container's name, alias); the name as given when
+    that container is gone."""
+    out = []
+    for lk in c.rec["HostConfig"].get("Links") or []:
+        target, _, alias = str(lk).partition(":")
+        try:
+            name = service.get(target.lstrip("/")).name
+        except (NotFound, InvalidArgument):
+            name = "/" + target.lstrip("/")
+        out.append((name, (alias or target).rsplit("/", 1)[-1]))
+    return out
+
+
+def _links(service, c) -> list[str] | None:
+    """HostConfig.Links as dockerd shows them (from its link index): /target:/parent/alias."""
+    return [f"{t}:{c.name}/{a}" for t, a in _link_targets(service, c)] or None
+
+
 def inspect(service, c, size: bool = False) -> dict:
     rec = c.rec
     st = dict(rec["State"])
@@ -70,7 +89,7 @@ def inspect(service, c, size: bool = False) -> dict:
         "Driver": rec["Driver"], "Platform": rec["Platform"], "MountLabel": "",
         "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": service.execs.ids_of(c) if service.execs is not None else None,
-        "HostConfig": rec["HostConfig"],
+        "HostConfig": dict(rec["HostConfig"], Links=_links(service, c)),
         "GraphDriver": _graph_driver(service, c),
         "Mounts": [mounts.public(p) for p in rec.get("MountPoints", [])],
         "Config": rec["Config"],
@@ -119,10 +138,11 @@ def _summary_endpoint(ep: dict) -> dict:
     return out
 
 
-def summary(service, c, size: bool = False) -> dict:
+def summary(service, c, size: bool = False, link_names: dict | None = None) -> dict:
     rec = c.rec
     st = rec["State"]
-    names = [c.name]
+    # a linked container is also known as /parent/alias (dockerd's names index)
+    names = [c.name, *(link_names or {}).get(c.name, ())]
     ports = []
     for key, binds in (rec.get("NetworkSettings") or {}).get("Ports", {}).items() or []:
         port, _, proto = key.partition("/")
@@ -181,6 +201,10 @@ def list_containers(service, all_: bool = False, limit: int = -1, size: bool = F
         since = _created(service.get(filters["since"][0]))
     if filters.get("status") or filters.get("exited") or limit > 0 or before or since:
         all_ = True
+    link_names: dict[str, list[str]] = {}
+    for p in conts:
+        for t, a in _link_targets(service, p):
+            link_names.setdefault(t, []).append(f"{p.name}/{a}")
     out = []
     for c in conts:
         st = c.state["Status"]
@@ -192,7 +216,7 @@ def list_containers(service, all_: bool = False, limit: int = -1, size: bool = F
             continue
         if not match(service, c, filters):
             continue
-        out.append(summary(service, c, size))
+        out.append(summary(service, c, size, link_names))
         if limit > 0 and len(out) >= limit:
             break
     return out

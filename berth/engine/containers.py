@@ -297,6 +297,10 @@ class ContainerService:
             raise InvalidArgument("config cannot be empty in order to create a container")
         config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
         host = dict(body.get("HostConfig") or {})
+        if not host.get("Runtime") and isinstance(config.get("Runtime"), str):
+            # docker-py's create_container(runtime=) sends it beside Image, where dockerd
+            # does not look (its runc default hides that); the user asked for that runtime
+            host["Runtime"] = config["Runtime"]
         if name and not _valid_name(name):
             raise InvalidArgument(f"Invalid container name ({name}), only "
                                   "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
@@ -834,14 +838,12 @@ class ContainerService:
         if condition in ("", "not-running"):
             if not cs.is_running(c.state):
                 return _wait_result(c)
+            # As dockerd: the next exit ends the wait, also one the restart policy follows
+            # with a restart (docker-py's test_create_with_restart_policy waits on one).
             fut = loop.create_future()
             c.exit_waiters.append(fut)
-            while True:
-                await fut
-                if not cs.is_running(c.state) or c.removed:
-                    return _wait_result(c)
-                fut = loop.create_future()
-                c.exit_waiters.append(fut)
+            code = await fut
+            return dict(_wait_result(c), StatusCode=code)
         if condition == "next-exit":
             fut = loop.create_future()
             c.exit_waiters.append(fut)
@@ -918,10 +920,10 @@ class ContainerService:
     # ------------------------------------------------------------------ remove
     async def remove(self, ref: str, force: bool = False, volumes: bool = False,
                      link: bool = False) -> None:
-        c = self.get(ref)
         if link:
-            raise InvalidArgument("Conflict, cannot remove the default link name of the "
-                                  "container")
+            self._remove_link(ref)
+            return
+        c = self.get(ref)
         if cs.is_running(c.state):
             if c.state["Status"] == cs.PAUSED and not force:
                 raise Conflict(f"You cannot remove a paused container {c.id}. Unpause and then "
@@ -930,6 +932,29 @@ class ContainerService:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
                                "container before attempting removal or force remove")
         await self._remove(c, remove_volumes=volumes, force=force)
+
+    def _remove_link(self, ref: str) -> None:
+        """``DELETE /containers/parent/alias?link=1``: drop the legacy link ``alias`` from
+        ``parent``; both containers stay. A bare name is the container's own name, which a
+        link removal cannot take (dockerd's words)."""
+        name = ref if ref.startswith("/") else "/" + ref
+        parent_name, _, alias = name.rpartition("/")
+        if not parent_name:
+            self.get(ref)  # no such container comes first, as in dockerd
+            raise InvalidArgument("Conflict, cannot remove the default link name of the "
+                                  "container")
+        try:
+            parent = self.get(parent_name)
+        except NoSuchContainer:
+            raise NoSuchContainer(f"No such container: {ref}") from None
+        links = parent.rec["HostConfig"].get("Links") or []
+        # "name:alias", "name" (alias = name) or dockerd's "/name:/parent/alias"
+        keep = [lk for lk in links
+                if (str(lk).partition(":")[2] or str(lk)).rsplit("/", 1)[-1] != alias]
+        if len(keep) == len(links):
+            raise NoSuchContainer(f"No such container: {ref}")
+        parent.rec["HostConfig"]["Links"] = keep or None
+        self._save(parent)
 
     async def _remove(self, c: Container, remove_volumes: bool, force: bool = False,
                       from_monitor: bool = False) -> None:

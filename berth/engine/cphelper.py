@@ -329,6 +329,14 @@ def _seal_imports() -> None:
     sys.path[:] = []
 
 
+def _make_mount_point(target: str, is_dir: bool) -> None:
+    if is_dir:
+        os.makedirs(target, 0o755, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
+    os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644))
+
+
 def enter(pid: int | None, root: str | None, binds: list[tuple[str, str, bool]],
           root_fd: int | None = None) -> None:
     from berth.engine.rootpath import secure_join
@@ -356,8 +364,12 @@ def enter(pid: int | None, root: str | None, binds: list[tuple[str, str, bool]],
     m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE, None)
     for src, dst, ro in binds:
         target = secure_join(root, dst)
-        if not os.path.exists(target) or not os.path.exists(src):
+        if not os.path.exists(src):
             continue
+        if not os.path.lexists(target):
+            # as dockerd's mountVolumes: a mount point a never-started container's image
+            # lacks is made in its writable layer (a start makes it there too)
+            _make_mount_point(target, os.path.isdir(src))
         m.mount(src, target, None, m.MS_BIND | m.MS_REC, None)
         if ro:
             m.mount(None, target, None, m.MS_BIND | m.MS_REMOUNT | m.MS_RDONLY, None)

@@ -18,6 +18,7 @@ from berth.engine import stats as stats_mod
 from berth.engine.containers import NotModified, PendingAttach
 from berth.errors import Conflict, InvalidArgument
 
+from .. import websocket
 from ..http import HijackResponse, Request, Response, StreamResponse, json_response, no_content
 from ..streams import json_line, run_sync
 from .system import parse_filters
@@ -190,11 +191,12 @@ def register(router, engine) -> None:
     async def prune(req: Request) -> Response:
         return json_response(await svc.prune(parse_filters(req)))
 
-    async def attach(req: Request):
+    def _attach(req: Request, stdin: bool, stdout: bool, stderr: bool):
+        """What attach and attach/ws share: the checks, and the session to run once the
+        socket is the client's: ``carry(reader, writer, early, mux)``."""
         c = svc.get(req.params["id"])
         stream = req.flag("stream")
         want_logs = req.flag("logs")
-        stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
         if not (stream or want_logs):
             raise InvalidArgument("Bad parameters: you must choose at least one stream")
         if c.state["Status"] == cs.PAUSED and stream:
@@ -209,13 +211,16 @@ def register(router, engine) -> None:
             pending = PendingAttach()
             c.attach_waiters.append(pending)
 
-        async def callback(reader, writer, early):
+        async def carry(reader, writer, early: bytes, mux: bool) -> None:
+            raw = tty or not mux
             prefix: list[bytes] = []
             if want_logs and c.rec.get("LogPath"):
                 recs, _ino, _off = await asyncio.to_thread(logs.read_records, c.rec["LogPath"])
                 for s, data, _t in recs:
                     if (s == "stdout" and stdout) or (s == "stderr" and stderr):
-                        prefix.append(data if tty else frame(1 if s == "stdout" else 2, data))
+                        prefix.append(data if raw else frame(1 if s == "stdout" else 2, data))
+                if prefix:
+                    await head_read(writer)
             if not stream:
                 for p in prefix:
                     writer.write(p)
@@ -241,9 +246,27 @@ def register(router, engine) -> None:
             finally:
                 if pending is not None:
                     pending.attached.set()
-            await pump(att, reader, writer, early, tty, stdin, prefix)
+            await pump(att, reader, writer, early, raw, stdin, prefix)
 
-        return HijackResponse(callback, RAW_STREAM)
+        return carry
+
+    async def attach(req: Request):
+        carry = _attach(req, req.flag("stdin"), req.flag("stdout"), req.flag("stderr"))
+        return HijackResponse(lambda r, w, early: carry(r, w, early, True), RAW_STREAM)
+
+    async def attach_ws(req: Request):
+        # API 1.41: stdin, stdout and stderr always (dockerd reads the flags from 1.42 on);
+        # the output raw, one frame per write, binary from 1.28 on
+        head = websocket.handshake_head(req)
+        carry = _attach(req, True, True, True)
+        major, _, minor = (req.api_version or "1.41").partition(".")
+        opcode = websocket.BINARY if (int(major), int(minor)) >= (1, 28) else websocket.TEXT
+
+        async def callback(reader, writer, early):
+            ws_writer = websocket.Writer(writer, opcode)
+            await carry(websocket.Reader(reader, ws_writer, early), ws_writer, b"", False)
+
+        return HijackResponse(callback, head=head)
 
     async def logs_(req: Request) -> StreamResponse | Response:
         c = svc.get(req.params["id"])
@@ -403,14 +426,36 @@ def register(router, engine) -> None:
         ("POST", "/containers/{id}/pause", pause),
         ("POST", "/containers/{id}/unpause", unpause),
         ("POST", "/containers/{id}/attach", attach),
+        ("GET", "/containers/{id}/attach/ws", attach_ws),
         ("POST", "/containers/{id}/wait", wait),
-        ("DELETE", "/containers/{id}", remove),
+        # {id:.*}: a legacy link is removed by its name, /parent/alias
+        ("DELETE", "/containers/{id:.*}", remove),
         ("HEAD", "/containers/{id}/archive", archive_head),
         ("GET", "/containers/{id}/archive", archive_get),
         ("PUT", "/containers/{id}/archive", archive_put),
         ("POST", "/commit", commit),
     ):
         router.add(method, path, fn)
+
+
+async def head_read(writer, limit: float = 0.5) -> None:
+    """Wait (``limit`` s at most) until the client has read the response head.
+
+    docker-py reads the head through a buffered reader, then reads the raw socket: output
+    that came in one read with the head is lost (``attach(stream=False, logs=True)`` gave
+    b""). dockerd's output comes late enough; berth's logs come at once, so they wait for
+    the head to be taken. Only a unix socket says what its peer has read."""
+    import socket
+
+    from berth.linux.sockq import unread
+
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while unread(sock.fileno()) and loop.time() < deadline:
+        await asyncio.sleep(0.001)
 
 
 async def _end(writer) -> None:
