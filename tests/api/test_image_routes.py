@@ -58,7 +58,7 @@ ROWS = [
      "invalid filters"),
     ("POST", "/v1.41/images/create?fromSrc=http://example.invalid/x.tar", b"", 400,
      "application/json", "only an uploaded archive"),
-    ("POST", "/v1.41/images/create?fromImage=127.0.0.1:1/busybox&tag=latest", b"", 503,
+    ("POST", "/v1.41/images/create?fromImage=127.0.0.1:1/busybox&tag=latest", b"", 500,
      "application/json", "connect: connection refused"),
     ("GET", "/v1.41/images/get?names=nosuch", b"", 404, "application/json", "No such image"),
     ("GET", "/v1.41/images/get?names=busybox", b"", 200, "application/x-tar", None),

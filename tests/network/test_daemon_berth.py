@@ -422,7 +422,7 @@ def test_legacy_links_on_the_default_bridge(nd):
     cid = httpd(nd, "linked", "--expose", "8080", "-e", "ROLE=db")
     ip = ip_of(nd, "linked")
     out = nd.berth("run", "--rm", "--link", "linked:db", "busybox", "sh", "-c",
-                   "grep db /etc/hosts; wget -qO- http://db:8080/").stdout
+                   "grep -w db /etc/hosts; wget -qO- http://db:8080/").stdout
     assert out == f"{ip}\tdb {cid[:12]} linked\n" + HELLO
     # and dockerd's variables (docker-py's test_create_with_links reads them); -e wins
     out = nd.berth("run", "--rm", "--name", "linker", "--link", "linked:db", "-e",
