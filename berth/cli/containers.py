@@ -16,9 +16,6 @@ from berth import fastjson
 
 from .client import APIError, quote
 from .common import Spec, confirm, print_inspected, prune_call, prune_report
-
-# berth.cli.networks imports _dump_json (and confirm) from here
-from .common import dump_json as _dump_json  # noqa: F401
 from .flags import Flag, UsageError
 
 RUN_USAGE = "berth run [OPTIONS] IMAGE [COMMAND] [ARG...]"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from berth import fastjson
 
 from .client import APIError
-from .common import Spec
+from .common import Spec, confirm, dump_json, prune_call
 from .flags import CommandError, Flag
 from .format import render
 from .system import parse_filter_flags
@@ -223,9 +223,7 @@ def inspect(ctx, argv) -> int:
     if opts["format"]:
         ctx.out.write(render(opts["format"], found, {}))
     else:
-        from .containers import _dump_json
-
-        ctx.out.write(_dump_json(found) + "\n")
+        ctx.out.write(dump_json(found) + "\n")
     ctx.out.flush()
     # as the docker CLI: what was found first, then the errors
     for line in errors:
@@ -265,14 +263,10 @@ def prune(ctx, argv) -> int:
     if parsed is None:
         return 0
     opts, _ = parsed
-    from .containers import confirm
-
     if not opts["force"] and not confirm(ctx, "WARNING! This will remove all custom networks "
                                               "not used by at least one container."):
         return 0
-    filters = parse_filter_flags(opts["filter"])
-    res = ctx.client.call("POST", "/networks/prune",
-                          {"filters": fastjson.dumps(filters)} if filters else None)
+    res = prune_call(ctx, "/networks/prune", parse_filter_flags(opts["filter"]))
     deleted = res.get("NetworksDeleted") or []
     if deleted:
         ctx.out.write("Deleted Networks:\n" + "".join(d + "\n" for d in deleted) + "\n")
