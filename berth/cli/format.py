@@ -9,6 +9,8 @@ CLI's hot path loads it for every listing.
 
 from __future__ import annotations
 
+from berth.units import human_duration  # noqa: F401  (the tables' durations)
+
 from .gotemplate import NO_VALUE, Template, TemplateError, go_json, go_str  # noqa: F401
 
 # ---------------------------------------------------------------------- human-readable values
@@ -58,34 +60,6 @@ def bytes_size(size: float) -> str:
         size /= 1024.0
         i += 1
     return f"{size:.4g}{_BINARY[i]}"
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 # ----------------------------------------------------------------------------------- tables

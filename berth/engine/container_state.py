@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 
 from berth.errors import Conflict
+from berth.units import human_duration
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -194,31 +195,3 @@ def parse_rfc3339(text: str) -> float:
 
     t = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
     return t + (float("0." + frac) if frac else 0.0)
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration, as ``docker ps`` prints it."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = int(seconds / 60)
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = int(round(seconds / 3600))
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // (24 * 7)} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // (24 * 30)} months"
-    return f"{int(h // (24 * 365))} years"

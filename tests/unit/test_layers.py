@@ -21,6 +21,7 @@ RANK = {
     "errors": 0,
     "atomic": 0,
     "fastjson": 0,
+    "units": 0,
     "__version__": 0,
 }
 
