@@ -30,7 +30,8 @@ def test_quickstart_runs_the_main_job_and_again_keeps_the_daemon():
     base = Path(tempfile.mkdtemp(prefix="berth-qs-"))
     sfx = secrets.token_hex(3)
     env = dict(os.environ, BERTH_ROOT=str(base / "root"), BERTH_RUN=str(base / "run"),
-               BERTHD_OPTS=f"--bridge berthq{sfx} --nft-table berth_q{sfx}")
+               BERTHD_OPTS=f"--bridge berthq{sfx} --nft-table berth_q{sfx} "
+                           f"--cgroup-parent berth-qs-{sfx}")
     before = set(os.listdir("/tmp"))
     pid = None
     try:
@@ -76,6 +77,9 @@ def test_quickstart_runs_the_main_job_and_again_keeps_the_daemon():
         if (base / "root" / "network").exists():
             NetworkManager(str(base / "root" / "network"), str(base / "run" / "network"),
                            table=f"berth_q{sfx}", default_bridge=f"berthq{sfx}").teardown()
+        for parent in Path("/sys/fs/cgroup").glob(f"*/berth-qs-{sfx}"):
+            subprocess.run(["find", str(parent), "-depth", "-type", "d", "-exec", "rmdir", "{}",
+                            ";"], check=False)
         left = _mounts_under(base)
         for m in reversed(left):
             subprocess.run(["umount", "-l", m], check=False)
